@@ -1,0 +1,39 @@
+# The verbs users type; CI (.ci/run) calls `make test`.
+# Each area keeps its own verbs in mk/<area>.mk and adds to TOOLS (installers run
+# before any test) and TEST_EXTRA (suites beyond `cargo test`).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+TOOLS :=
+TEST_EXTRA :=
+
+.PHONY: help fmt fmt-check clippy test test-rust tools bench
+
+help:
+	@echo "make train-par    train on data/digits.csv with rayon (the main job)"
+	@echo "make test         install the tools it needs, then fmt, clippy and every test"
+	@echo "make bench        bench-train + bench-serve"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /make \1\t/' | expand -t 17
+
+include $(sort $(wildcard mk/*.mk))
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test-rust:
+	$(CARGO) test --workspace --all-targets --locked
+
+test: tools fmt-check clippy test-rust $(TEST_EXTRA) ## install tools, then fmt, clippy and every test
+
+tools: $(TOOLS)
+
+bench: bench-train bench-serve ## every benchmark

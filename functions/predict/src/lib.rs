@@ -1,0 +1,1 @@
+//! predict (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! trainer (placeholder until its issue lands).
