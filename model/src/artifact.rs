@@ -222,7 +222,9 @@ fn check_vec(field: &str, v: &[f64], len: usize) -> Result<(), ModelError> {
 }
 
 fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Lowercase hex SHA-256 of `bytes`.

@@ -97,7 +97,10 @@ impl Model {
     }
 
     /// Predict a batch; the first bad row fails the whole batch, and the error names it.
-    pub fn predict_batch<R: AsRef<[f64]>>(&self, rows: &[R]) -> Result<Vec<Prediction>, ModelError> {
+    pub fn predict_batch<R: AsRef<[f64]>>(
+        &self,
+        rows: &[R],
+    ) -> Result<Vec<Prediction>, ModelError> {
         for (i, r) in rows.iter().enumerate() {
             self.check_row(r.as_ref()).map_err(|e| e.at_row(i))?;
         }

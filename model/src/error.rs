@@ -68,7 +68,10 @@ impl ModelError {
                 got,
                 row: Some(r),
             },
-            Self::NonFinite { index, .. } => Self::NonFinite { index, row: Some(r) },
+            Self::NonFinite { index, .. } => Self::NonFinite {
+                index,
+                row: Some(r),
+            },
             other => other,
         }
     }

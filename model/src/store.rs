@@ -259,7 +259,10 @@ pub fn read_latest(store: &dyn ObjectStore, name: &str) -> Result<Latest, StoreE
     let key = latest_key(name);
     let bytes = store.get(&key)?;
     let latest: Latest = serde_json::from_slice(&bytes).map_err(|e| {
-        StoreError::Backend(format!("{}: not a valid latest pointer: {e}", store.describe(&key)))
+        StoreError::Backend(format!(
+            "{}: not a valid latest pointer: {e}",
+            store.describe(&key)
+        ))
     })?;
     if latest.name != name || !is_version(&latest.version) {
         return Err(StoreError::Backend(format!(
