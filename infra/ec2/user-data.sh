@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # EC2 user-data: run the predict container on Amazon Linux 2023.
 #
-# infra/template.yaml sends this file verbatim, behind three lines that set IMAGE_URI,
+# infra/template.yaml sends this file verbatim, behind three lines that export IMAGE_URI,
 # MODEL_URI and AWS_REGION (`make test` checks the copy in the template matches this file).
 # By hand, as root: IMAGE_URI=... MODEL_URI=s3://bucket/models/digits AWS_REGION=... bash user-data.sh
 #
-# Installs Docker, logs in to ECR with the instance profile, waits (bounded) for the image to
-# be pushed, and runs it on port 8000 with a restart policy: the container comes back after a
-# crash or a reboot, and each start loads the newest model version (`latest`) from S3.
+# First boot (no argument): install Docker, install this script as a boot-time unit
+# (digits-predict.service), and start the unit without waiting for it.
+# The unit (--start): log in to ECR with the instance profile, wait (bounded) until the image has
+# been pushed, pull it, and (re)create the container on port 8000 with a restart policy. So:
+#   - a crash restarts the container (Docker's policy);
+#   - `docker restart predict` or a reboot reloads the newest model version (`latest`) from S3;
+#   - a reboot also pulls the image tag again, so a re-pushed image is picked up.
 set -euo pipefail
 
 for var in IMAGE_URI MODEL_URI AWS_REGION; do
@@ -16,22 +20,50 @@ for var in IMAGE_URI MODEL_URI AWS_REGION; do
         exit 1
     fi
 done
+
+if [[ ${1:-} != --start ]]; then
+    dnf install -y docker
+    install -m 0755 "$0" /usr/local/sbin/digits-predict
+    printf 'IMAGE_URI=%s\nMODEL_URI=%s\nAWS_REGION=%s\n' "$IMAGE_URI" "$MODEL_URI" "$AWS_REGION" \
+        >/etc/digits-predict.env
+    cat >/etc/systemd/system/digits-predict.service <<'UNIT'
+[Unit]
+Description=Pull the predict image and (re)create its container
+Requires=docker.service
+After=docker.service network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+EnvironmentFile=/etc/digits-predict.env
+ExecStart=/usr/local/sbin/digits-predict --start
+TimeoutStartSec=3700
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    systemctl daemon-reload
+    systemctl enable --now docker
+    systemctl enable digits-predict.service
+    # Don't hold up boot while waiting for the image: follow with `journalctl -u digits-predict`.
+    systemctl start --no-block digits-predict.service
+    echo "user-data: digits-predict.service started"
+    exit 0
+fi
+
 registry=${IMAGE_URI%%/*}
 pull_timeout=${PULL_TIMEOUT:-3600}
 
-dnf install -y docker
-systemctl enable --now docker
-
 # The stack creates the repository; the image is pushed after the stack exists. Keep trying
-# (ECR login tokens last 12 hours, so log in again on each attempt) until the image is there.
+# until it is there, logging in again each time (an ECR login lasts 12 hours).
 deadline=$((SECONDS + pull_timeout))
 until aws ecr get-login-password --region "$AWS_REGION" |
     docker login --username AWS --password-stdin "$registry" && docker pull "$IMAGE_URI"; do
     if ((SECONDS >= deadline)); then
-        echo "user-data: $IMAGE_URI not pullable after ${pull_timeout}s; push it, then run this script again" >&2
+        echo "digits-predict: $IMAGE_URI not pullable after ${pull_timeout}s; push it, then: systemctl restart digits-predict" >&2
         exit 1
     fi
-    echo "user-data: waiting for $IMAGE_URI to be pushed"
+    echo "digits-predict: waiting for $IMAGE_URI to be pushed"
     sleep 20
 done
 
@@ -46,4 +78,4 @@ docker run -d --name predict \
     --env RUST_LOG=info \
     --log-opt max-size=10m --log-opt max-file=3 \
     "$IMAGE_URI"
-echo "user-data: predict started from $IMAGE_URI with MODEL_URI=$MODEL_URI"
+echo "digits-predict: started $IMAGE_URI with MODEL_URI=$MODEL_URI"
