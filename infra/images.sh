@@ -74,8 +74,9 @@ build_trainer() {
     cp "$ca_bundle" "$ctx/ca-certificates.crt"
     need_file data/digits.csv "the embedded data set"
     cp data/digits.csv "$ctx/"
-    mkdir -p "$ctx/tmp"
-    chmod 1777 "$ctx/tmp"
+    # COPY keeps the mode of entries below the source directory, not of the directory itself.
+    mkdir -p "$ctx/rootfs/tmp"
+    chmod 1777 "$ctx/rootfs/tmp"
     copy_static "$static_dir/trainer" "$ctx"
     build trainer infra/Dockerfile.trainer "$ctx"
 }
