@@ -38,14 +38,15 @@ cleanup() {
         echo "compose.sh: failed; logs of $project:" >&2
         compose logs --no-color --tail 40 >&2 2>&1 || true
     fi
-    docker rm -f "$client" >/dev/null 2>&1 || true
+    docker rm -f -v "$client" >/dev/null 2>&1 || true
     compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-compose version >/dev/null
+docker info >/dev/null 2>&1 || fail "cannot reach the Docker engine (docker info failed)"
+compose version >/dev/null || fail "docker compose / docker-compose is not installed"
 for image in predict trainer s3s-fs; do
     docker image inspect "digits-$image:$tag" >/dev/null 2>&1 ||
         fail "image digits-$image:$tag is missing: run 'make image'"
