@@ -53,6 +53,14 @@ for image in predict trainer s3s-fs; do
 done
 [[ -x $probe ]] || fail "$probe is missing: run 'make image'"
 
+# The images' contract: non-root, and predict checks its own health on port 8000.
+for image in predict trainer s3s-fs; do
+    user=$(docker image inspect -f '{{.Config.User}}' "digits-$image:$tag")
+    [[ $user == 10001:10001 ]] || fail "digits-$image runs as '${user:-root}', not 10001:10001"
+done
+meta=$(docker image inspect -f '{{json .Config.ExposedPorts}} {{json .Config.Healthcheck.Test}}' "digits-predict:$tag")
+[[ $meta == *'"8000/tcp"'*'"--check"'* ]] || fail "digits-predict: expected port 8000 and a 'predict --check' health check, got $meta"
+
 size=$(docker image inspect -f '{{.Size}}' "digits-predict:$tag")
 log "predict image: $size bytes (limit $max_predict_bytes)"
 ((size <= max_predict_bytes)) || fail "the predict image is $size bytes, over $max_predict_bytes"
