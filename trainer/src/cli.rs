@@ -1,0 +1,332 @@
+//! The command line: `trainer fit | compare | generate | split`. Every flag can also be set
+//! by the environment variable shown in `--help`; the defaults train `data/digits.csv`.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use model::store::{Location, ModelUri};
+
+use crate::data::{self, GenerateSpec};
+use crate::error::TrainError;
+use crate::progress::Progress;
+use crate::report::{self, CompareReport, CompareRow, FitReport};
+use crate::solver::SolverKind;
+use crate::train::{self, Mode, TrainConfig};
+
+/// The default penalty grid: 8 points, alpha = 1/C from 0.01 to 100 (C from 100 to 0.01).
+pub const DEFAULT_ALPHAS: &str = "0.01,0.0373,0.139,0.518,1.93,7.20,26.8,100";
+
+/// Train, evaluate and publish L2 logistic-regression classifiers.
+#[derive(Debug, Parser)]
+#[command(name = "trainer", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train with cross-validation, evaluate on the holdout, publish the artifact, report.
+    Fit(FitArgs),
+    /// Run the same training sequentially and in parallel; print the original's results
+    /// table (version, accuracy, time) with the speedup, and write it as JSON.
+    Compare(CompareArgs),
+    /// Write a synthetic classification data set (like scikit-learn's make_classification).
+    Generate(GenerateArgs),
+    /// Write the seeded stratified train / holdout split as two CSV files (for reference runs).
+    Split(SplitArgs),
+}
+
+/// Where the data comes from and how it is split.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Training data: a CSV file (header row; numeric features) or s3://bucket/key.
+    #[arg(long, env = "TRAINER_DATA", default_value = "data/digits.csv")]
+    pub data: String,
+    /// Holdout CSV with the same columns; without it a stratified split of --data is held out.
+    #[arg(long, env = "TRAINER_TEST_DATA")]
+    pub test_data: Option<String>,
+    /// Name of the label column.
+    #[arg(long, env = "TRAINER_LABEL", default_value = "label")]
+    pub label: String,
+    /// Fraction of rows held out when there is no --test-data.
+    #[arg(long, env = "TRAINER_TEST_FRACTION", default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Seed of the split and the folds.
+    #[arg(long, env = "TRAINER_SEED", default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// How the model is selected and fitted.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Cross-validation folds (stratified).
+    #[arg(long, env = "TRAINER_FOLDS", default_value_t = 5)]
+    pub folds: usize,
+    /// L2 penalties to cross-validate, comma-separated; alpha = 1/C in scikit-learn's terms.
+    /// A single value skips cross-validation.
+    #[arg(long, env = "TRAINER_ALPHAS", value_delimiter = ',', default_value = DEFAULT_ALPHAS, value_parser = parse_alpha)]
+    pub alphas: Vec<f64>,
+    /// Optimiser: lbfgs (ours, fused objective) or linfa (linfa-logistic, the reference).
+    #[arg(long, env = "TRAINER_SOLVER", value_enum, default_value_t = SolverKind::Lbfgs)]
+    pub solver: SolverKind,
+    /// Iteration limit of each fit.
+    #[arg(long, env = "TRAINER_MAX_ITER", default_value_t = 1000)]
+    pub max_iter: u64,
+    /// Stop a fit when the L2 norm of the mean gradient is below this.
+    #[arg(long, env = "TRAINER_TOL", default_value_t = 1e-4)]
+    pub tol: f64,
+    /// Threads for --mode par [default: all cores].
+    #[arg(long, env = "TRAINER_THREADS", value_parser = parse_threads)]
+    pub threads: Option<usize>,
+}
+
+/// `trainer fit`.
+#[derive(Debug, Clone, Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub model: ModelArgs,
+    /// seq: one thread, no rayon; par: rayon over folds x alphas and row chunks.
+    #[arg(long, env = "TRAINER_MODE", value_enum, default_value_t = Mode::Par)]
+    pub mode: Mode,
+    /// Store root the model is published under: a directory or s3://bucket/prefix.
+    #[arg(long, env = "TRAINER_STORE", default_value = "artifacts")]
+    pub store: String,
+    /// Model name (directory under the store root).
+    #[arg(long, env = "TRAINER_NAME", default_value = "digits")]
+    pub name: String,
+    /// Also write the report as JSON to this file.
+    #[arg(long, env = "TRAINER_REPORT")]
+    pub report: Option<PathBuf>,
+}
+
+/// `trainer compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub model: ModelArgs,
+    /// Write the comparison as JSON to this file.
+    #[arg(long, env = "TRAINER_COMPARE_REPORT", default_value = "reports/compare.json")]
+    pub report: PathBuf,
+}
+
+/// `trainer generate`.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// Rows to write.
+    #[arg(long, env = "TRAINER_GEN_ROWS", default_value_t = 100_000)]
+    pub rows: usize,
+    /// Feature columns.
+    #[arg(long, env = "TRAINER_GEN_FEATURES", default_value_t = 50)]
+    pub features: usize,
+    /// Classes (labels 0..K).
+    #[arg(long, env = "TRAINER_GEN_CLASSES", default_value_t = 2)]
+    pub classes: usize,
+    /// Seed.
+    #[arg(long, env = "TRAINER_GEN_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Output CSV file.
+    #[arg(long, env = "TRAINER_GEN_OUT")]
+    pub out: PathBuf,
+}
+
+/// `trainer split`.
+#[derive(Debug, Clone, Args)]
+pub struct SplitArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DataArgs,
+    /// Output CSV of the training rows.
+    #[arg(long)]
+    pub train_out: PathBuf,
+    /// Output CSV of the holdout rows.
+    #[arg(long)]
+    pub test_out: PathBuf,
+}
+
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 { Ok(v) } else { Err(format!("{s:?} must be a finite number above 0")) }
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=4096).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a thread count from 1 to 4096")),
+    }
+}
+
+fn config(d: &DataArgs, m: &ModelArgs, name: &str) -> TrainConfig {
+    TrainConfig {
+        data: d.data.clone(),
+        test_data: d.test_data.clone(),
+        label: d.label.clone(),
+        test_fraction: d.test_fraction,
+        folds: m.folds,
+        alphas: m.alphas.clone(),
+        seed: d.seed,
+        solver: m.solver,
+        max_iter: m.max_iter,
+        tol: m.tol,
+        name: name.to_string(),
+    }
+}
+
+/// All cores, or the requested number.
+pub fn resolve_threads(requested: Option<usize>) -> usize {
+    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+}
+
+/// Run a parsed command line; output goes to stdout, progress to stderr.
+pub fn run(cli: Cli) -> Result<(), TrainError> {
+    match cli.command {
+        Command::Fit(a) => {
+            let r = fit(&a, &Progress::auto())?;
+            print!("{}", r.table());
+            Ok(())
+        }
+        Command::Compare(a) => {
+            let r = compare(&a, &Progress::auto())?;
+            print!("{}", r.table());
+            println!("report: {}", a.report.display());
+            Ok(())
+        }
+        Command::Generate(a) => generate(&a),
+        Command::Split(a) => split(&a),
+    }
+}
+
+/// `trainer fit`: returns the report (also written to `--report`).
+pub fn fit(a: &FitArgs, progress: &Progress) -> Result<FitReport, TrainError> {
+    let cfg = config(&a.data, &a.model, &a.name);
+    cfg.check()?;
+    let root = Location::parse(&a.store)?;
+    let store = storage::open_store(&root)?;
+    let threads = match a.mode {
+        Mode::Seq => 1,
+        Mode::Par => resolve_threads(a.model.threads),
+    };
+    let prep = train::prepare(&cfg)?;
+    let t = train::train(&prep, &cfg, a.mode, threads, progress)?;
+    let published = model::store::publish(store.as_ref(), &t.artifact)?;
+    let uri = ModelUri {
+        root,
+        name: published.name.clone(),
+        version: Some(published.version.clone()),
+    }
+    .to_string();
+    let r = FitReport::new(&t, &prep, cfg.folds, &cfg.alphas, cfg.seed, Some((uri, published.version)));
+    if let Some(path) = &a.report {
+        report::write_json(path, &r)?;
+    }
+    Ok(r)
+}
+
+/// The Python original's figures (DESIGN.md): accuracy and seconds of one fit, sequential
+/// and inside one Ray task.
+pub const ORIGINAL: [(&str, f64, f64); 2] = [
+    ("original: scikit-learn, sequential", 0.9750, 0.09),
+    ("original: scikit-learn in Ray", 0.9750, 7.6),
+];
+
+/// `trainer compare`: the same work seq and par; nothing is published.
+pub fn compare(a: &CompareArgs, progress: &Progress) -> Result<CompareReport, TrainError> {
+    let cfg = config(&a.data, &a.model, "compare");
+    let threads = resolve_threads(a.model.threads);
+    let prep = train::prepare(&cfg)?;
+    let seq = train::train(&prep, &cfg, Mode::Seq, 1, progress)?;
+    let par = train::train(&prep, &cfg, Mode::Par, threads, progress)?;
+    let identical = seq.model.coef == par.model.coef && seq.model.intercept == par.model.intercept;
+    let mut rows: Vec<CompareRow> = ORIGINAL
+        .iter()
+        .map(|(v, acc, s)| CompareRow { version: (*v).to_string(), accuracy: *acc, seconds: *s, measured: false })
+        .collect();
+    rows.push(CompareRow { version: "rust: seq (1 thread)".into(), accuracy: seq.eval.accuracy, seconds: seq.fit_seconds(), measured: true });
+    rows.push(CompareRow {
+        version: format!("rust: par ({threads} threads)"),
+        accuracy: par.eval.accuracy,
+        seconds: par.fit_seconds(),
+        measured: true,
+    });
+    let r = CompareReport {
+        rows,
+        speedup: seq.fit_seconds() / par.fit_seconds().max(1e-12),
+        threads,
+        identical,
+        seq: FitReport::new(&seq, &prep, cfg.folds, &cfg.alphas, cfg.seed, None),
+        par: FitReport::new(&par, &prep, cfg.folds, &cfg.alphas, cfg.seed, None),
+    };
+    report::write_json(&a.report, &r)?;
+    Ok(r)
+}
+
+/// `trainer generate`.
+pub fn generate(a: &GenerateArgs) -> Result<(), TrainError> {
+    if a.classes < 2 {
+        return Err(TrainError::param("--classes", "need at least 2 classes"));
+    }
+    if a.features == 0 {
+        return Err(TrainError::param("--features", "need at least 1 feature"));
+    }
+    if a.rows < a.classes {
+        return Err(TrainError::param("--rows", format!("need at least one row per class ({})", a.classes)));
+    }
+    let spec = GenerateSpec { rows: a.rows, features: a.features, classes: a.classes, seed: a.seed };
+    write_with(&a.out, |w| data::generate(&spec, w))
+}
+
+fn write_with(path: &Path, f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>) -> Result<(), TrainError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io("create directory", dir.display(), e))?;
+    }
+    let tmp = report::tmp_path(path);
+    let file = std::fs::File::create(&tmp).map_err(|e| TrainError::io("create", tmp.display(), e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let done = f(&mut w).and_then(|()| std::io::Write::flush(&mut w));
+    drop(w);
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(TrainError::io("write", path.display(), e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        TrainError::io("rename", path.display(), e)
+    })
+}
+
+/// `trainer split`.
+pub fn split(a: &SplitArgs) -> Result<(), TrainError> {
+    if !(a.data.test_fraction > 0.0 && a.data.test_fraction < 1.0) {
+        return Err(TrainError::param("--test-fraction", "must be between 0 and 1"));
+    }
+    let d = data::load(&a.data.data, &a.data.label)?;
+    data::check_classes(&d, &a.data.label)?;
+    let s = data::stratified_split(&d.y, d.classes.len(), a.data.test_fraction, a.data.seed);
+    for (path, rows) in [(&a.train_out, &s.train), (&a.test_out, &s.test)] {
+        write_with(path, |w| {
+            use std::io::Write as _;
+            writeln!(w, "{},{}", d.feature_names.join(","), a.data.label)?;
+            for &i in rows {
+                let mut line = String::new();
+                for v in d.x.row(i) {
+                    line.push_str(&v.to_string());
+                    line.push(',');
+                }
+                line.push_str(&d.classes[d.y[i]]);
+                writeln!(w, "{line}")?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,602 @@
+//! The solver: L2-penalised logistic regression (softmax for K > 2 classes, sigmoid for 2),
+//! fitted with argmin's L-BFGS and More-Thuente line search, behind linfa's [`Fit`] trait.
+//!
+//! The objective is scikit-learn's, so `alpha = 1 / C`:
+//!
+//! ```text
+//! f(W, b) = ( sum_i loss_i(W, b) + alpha/2 * ||W||^2 ) / n      (intercepts not penalised)
+//! ```
+//!
+//! Loss and gradient are computed in one fused pass over *fixed* chunks of [`CHUNK_ROWS`]
+//! rows. Chunk boundaries never depend on the thread count and the per-chunk partial sums
+//! are added in chunk order, so the result is bit-for-bit the same on one thread or many.
+//!
+//! linfa-logistic 0.8.1 stays available as a reference solver ([`SolverKind::Linfa`]).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use linfa::dataset::{DatasetBase, Records};
+use linfa::prelude::Fit;
+use linfa::{Dataset, ParamGuard};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Slice};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::TrainError;
+
+/// Rows per chunk of the fused loss / gradient pass. Fixed: it decides the summation order.
+pub const CHUNK_ROWS: usize = 512;
+
+/// Which optimiser fits the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SolverKind {
+    /// Our fused objective driven by argmin's L-BFGS (More-Thuente line search).
+    Lbfgs,
+    /// linfa-logistic 0.8.1, the reference solver (single-threaded, slower).
+    Linfa,
+}
+
+impl std::fmt::Display for SolverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Lbfgs => "lbfgs",
+            Self::Linfa => "linfa",
+        })
+    }
+}
+
+/// Checked hyper-parameters of a fit; build them through [`LogisticParams`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidLogisticParams {
+    alpha: f64,
+    max_iter: u64,
+    tol: f64,
+    parallel: bool,
+    solver: SolverKind,
+}
+
+impl ValidLogisticParams {
+    /// L2 penalty strength (`1 / C` in scikit-learn's terms).
+    pub fn alpha(&self) -> f64 {
+        self.alpha
+    }
+}
+
+/// Hyper-parameters of a fit, linfa style: set with the builder methods, checked by
+/// [`ParamGuard::check`] (or implicitly by [`Fit::fit`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogisticParams(ValidLogisticParams);
+
+impl Default for LogisticParams {
+    fn default() -> Self {
+        Self(ValidLogisticParams {
+            alpha: 1.0,
+            max_iter: 1000,
+            tol: 1e-4,
+            parallel: false,
+            solver: SolverKind::Lbfgs,
+        })
+    }
+}
+
+impl LogisticParams {
+    /// L2 penalty strength, `1 / C` (default 1.0). Must be finite and non-negative.
+    #[must_use]
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.0.alpha = alpha;
+        self
+    }
+
+    /// Maximum L-BFGS iterations (default 1000, scikit-learn's value in the original).
+    #[must_use]
+    pub fn max_iter(mut self, max_iter: u64) -> Self {
+        self.0.max_iter = max_iter;
+        self
+    }
+
+    /// Stop when the L2 norm of the (mean) gradient falls below this (default 1e-4).
+    #[must_use]
+    pub fn tol(mut self, tol: f64) -> Self {
+        self.0.tol = tol;
+        self
+    }
+
+    /// Spread the row chunks of each pass over the current rayon pool (default false).
+    /// The result does not depend on it.
+    #[must_use]
+    pub fn parallel(mut self, parallel: bool) -> Self {
+        self.0.parallel = parallel;
+        self
+    }
+
+    /// The optimiser (default [`SolverKind::Lbfgs`]).
+    #[must_use]
+    pub fn solver(mut self, solver: SolverKind) -> Self {
+        self.0.solver = solver;
+        self
+    }
+}
+
+impl ParamGuard for LogisticParams {
+    type Checked = ValidLogisticParams;
+    type Error = TrainError;
+
+    fn check_ref(&self) -> Result<&Self::Checked, Self::Error> {
+        let p = &self.0;
+        if !(p.alpha.is_finite() && p.alpha >= 0.0) {
+            return Err(TrainError::param("--alphas", format!("{} is not a finite non-negative number", p.alpha)));
+        }
+        if !(p.tol.is_finite() && p.tol > 0.0) {
+            return Err(TrainError::param("--tol", format!("{} is not a finite positive number", p.tol)));
+        }
+        if p.max_iter == 0 {
+            return Err(TrainError::param("--max-iter", "must be at least 1"));
+        }
+        Ok(p)
+    }
+
+    fn check(self) -> Result<Self::Checked, Self::Error> {
+        self.check_ref()?;
+        Ok(self.0)
+    }
+}
+
+/// Training records for [`Fit`]: a standardised matrix and, optionally, the subset of its
+/// rows to train on (a cross-validation fold), so folds never copy the data.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    /// Standardised features.
+    pub x: ArrayView2<'a, f64>,
+    /// Rows of `x` to use, in this order; `None` for all rows.
+    pub rows: Option<&'a [usize]>,
+}
+
+impl Records for Rows<'_> {
+    type Elem = f64;
+
+    fn nsamples(&self) -> usize {
+        self.rows.map_or(self.x.nrows(), <[usize]>::len)
+    }
+
+    fn nfeatures(&self) -> usize {
+        self.x.ncols()
+    }
+}
+
+/// Targets for [`Fit`]: a class index for every row of [`Rows::x`].
+#[derive(Debug, Clone, Copy)]
+pub struct Labels<'a> {
+    /// Class index of each row of the full matrix.
+    pub y: &'a [usize],
+    /// Number of classes (at least 2).
+    pub n_classes: usize,
+}
+
+/// A fitted linear model on standardised features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearModel {
+    /// Coefficients: one row per class, or a single row (positive class 1) for two classes.
+    pub coef: Array2<f64>,
+    /// One intercept per coefficient row.
+    pub intercept: Array1<f64>,
+    /// Solver iterations.
+    pub iterations: u64,
+    /// Loss / gradient evaluations.
+    pub evaluations: usize,
+    /// True when the solver met its tolerance (not the iteration limit).
+    pub converged: bool,
+    /// Why the solver stopped.
+    pub termination: String,
+}
+
+impl LinearModel {
+    /// Predicted class of each listed row of standardised `x` (argmax of the scores, first
+    /// on ties, as `model::Model` does).
+    pub fn predict_rows(&self, x: ArrayView2<'_, f64>, rows: &[usize]) -> Vec<usize> {
+        rows.iter()
+            .map(|&i| {
+                let xi = x.row(i);
+                let scores: Vec<f64> = self
+                    .coef
+                    .rows()
+                    .into_iter()
+                    .zip(&self.intercept)
+                    .map(|(w, b)| b + w.dot(&xi))
+                    .collect();
+                if scores.len() == 1 {
+                    usize::from(scores[0] > 0.0)
+                } else {
+                    model::classifier::argmax(&scores)
+                }
+            })
+            .collect()
+    }
+}
+
+/// The fused objective over a (subset of a) standardised matrix.
+pub struct Objective<'a> {
+    x: ArrayView2<'a, f64>,
+    rows: Option<&'a [usize]>,
+    y: &'a [usize],
+    /// Coefficient rows: 1 for two classes, else the number of classes.
+    k: usize,
+    alpha: f64,
+    parallel: bool,
+}
+
+struct Partial {
+    loss: f64,
+    grad: Vec<f64>,
+}
+
+impl<'a> Objective<'a> {
+    /// The objective for `records` / `labels` with penalty `alpha`.
+    pub fn new(records: Rows<'a>, labels: Labels<'a>, alpha: f64, parallel: bool) -> Self {
+        Self {
+            x: records.x,
+            rows: records.rows,
+            y: labels.y,
+            k: if labels.n_classes == 2 { 1 } else { labels.n_classes },
+            alpha,
+            parallel,
+        }
+    }
+
+    fn n(&self) -> usize {
+        self.rows.map_or(self.x.nrows(), <[usize]>::len)
+    }
+
+    /// Length of the parameter vector: `k * features` weights, then `k` intercepts.
+    pub fn dim(&self) -> usize {
+        self.k * (self.x.ncols() + 1)
+    }
+
+    /// Loss and gradient at `w` in one pass.
+    pub fn eval(&self, w: &[f64]) -> (f64, Vec<f64>) {
+        let n = self.n();
+        let n_chunks = n.div_ceil(CHUNK_ROWS);
+        let partials: Vec<Partial> = if self.parallel && n_chunks > 1 {
+            (0..n_chunks).into_par_iter().map(|c| self.chunk(c, w)).collect()
+        } else {
+            (0..n_chunks).map(|c| self.chunk(c, w)).collect()
+        };
+        // Fixed-order reduction: the same sums in the same order on any thread count.
+        let mut loss = 0.0;
+        let mut grad = vec![0.0; self.dim()];
+        for p in &partials {
+            loss += p.loss;
+            for (g, v) in grad.iter_mut().zip(&p.grad) {
+                *g += v;
+            }
+        }
+        let kf = self.k * self.x.ncols();
+        let mut penalty = 0.0;
+        for (g, wi) in grad[..kf].iter_mut().zip(&w[..kf]) {
+            penalty += wi * wi;
+            *g += self.alpha * wi;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let inv_n = 1.0 / n.max(1) as f64;
+        for g in &mut grad {
+            *g *= inv_n;
+        }
+        ((loss + 0.5 * self.alpha * penalty) * inv_n, grad)
+    }
+
+    fn chunk(&self, c: usize, w: &[f64]) -> Partial {
+        let f = self.x.ncols();
+        let k = self.k;
+        let start = c * CHUNK_ROWS;
+        let end = (start + CHUNK_ROWS).min(self.n());
+        let m = end - start;
+        let gathered;
+        let xc = match self.rows {
+            None => self.x.slice_axis(Axis(0), Slice::from(start..end)),
+            Some(rows) => {
+                let mut buf = Vec::with_capacity(m * f);
+                for &i in &rows[start..end] {
+                    let r = self.x.row(i);
+                    match r.as_slice() {
+                        Some(sl) => buf.extend_from_slice(sl),
+                        None => buf.extend(r.iter()),
+                    }
+                }
+                gathered = Array2::from_shape_vec((m, f), buf).unwrap_or_else(|_| Array2::zeros((m, f)));
+                gathered.view()
+            }
+        };
+        let label = |i: usize| match self.rows {
+            None => self.y[start + i],
+            Some(rows) => self.y[rows[start + i]],
+        };
+        let wv = ArrayView2::from_shape((k, f), &w[..k * f]).unwrap_or_else(|_| ArrayView2::from_shape((0, 0), &[]).unwrap_or_else(|_| unreachable!()));
+        let b = &w[k * f..];
+        // scores (m x k); turned in place into d(loss)/d(score).
+        let mut d = xc.dot(&wv.t());
+        let mut loss = 0.0;
+        let mut gb = vec![0.0; k];
+        for (i, mut row) in d.rows_mut().into_iter().enumerate() {
+            let yi = label(i);
+            if k == 1 {
+                let t = row[0] + b[0];
+                let yv = if yi == 1 { 1.0 } else { 0.0 };
+                // log(1 + e^t) - y t, stably
+                let softplus = if t > 0.0 { t + (-t).exp().ln_1p() } else { t.exp().ln_1p() };
+                loss += softplus - yv * t;
+                let di = model::classifier::sigmoid(t) - yv;
+                row[0] = di;
+                gb[0] += di;
+            } else {
+                let mut max = f64::NEG_INFINITY;
+                for (s, bj) in row.iter_mut().zip(b) {
+                    *s += bj;
+                    max = max.max(*s);
+                }
+                let mut sum = 0.0;
+                for s in &row {
+                    sum += (s - max).exp();
+                }
+                let lse = max + sum.ln();
+                loss += lse - row[yi];
+                for (j, s) in row.iter_mut().enumerate() {
+                    let p = (*s - lse).exp();
+                    *s = if j == yi { p - 1.0 } else { p };
+                    gb[j] += *s;
+                }
+            }
+        }
+        let g = d.t().dot(&xc); // k x f
+        let mut grad = Vec::with_capacity(k * (f + 1));
+        grad.extend(g.iter());
+        grad.extend_from_slice(&gb);
+        Partial { loss, grad }
+    }
+}
+
+/// argmin's view of the objective; caches the last evaluation because L-BFGS and the line
+/// search ask for cost and gradient at the same point separately.
+struct Problem<'a> {
+    obj: Objective<'a>,
+    cache: Mutex<Option<(Array1<f64>, f64, Array1<f64>)>>,
+    evals: AtomicUsize,
+}
+
+impl Problem<'_> {
+    fn eval(&self, p: &Array1<f64>) -> (f64, Array1<f64>) {
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cp, c, g)) = cache.as_ref() {
+            if cp == p {
+                return (*c, g.clone());
+            }
+        }
+        self.evals.fetch_add(1, Ordering::Relaxed);
+        let w = p.as_slice().map_or_else(|| p.to_vec(), <[f64]>::to_vec);
+        let (c, g) = self.obj.eval(&w);
+        let g = Array1::from(g);
+        *cache = Some((p.clone(), c, g.clone()));
+        (c, g)
+    }
+}
+
+impl CostFunction for Problem<'_> {
+    type Param = Array1<f64>;
+    type Output = f64;
+
+    fn cost(&self, p: &Self::Param) -> Result<Self::Output, argmin::core::Error> {
+        Ok(self.eval(p).0)
+    }
+}
+
+impl Gradient for Problem<'_> {
+    type Param = Array1<f64>;
+    type Gradient = Array1<f64>;
+
+    fn gradient(&self, p: &Self::Param) -> Result<Self::Gradient, argmin::core::Error> {
+        Ok(self.eval(p).1)
+    }
+}
+
+impl<'a> Fit<Rows<'a>, Labels<'a>, TrainError> for ValidLogisticParams {
+    type Object = LinearModel;
+
+    fn fit(&self, data: &DatasetBase<Rows<'a>, Labels<'a>>) -> Result<LinearModel, TrainError> {
+        let records = data.records;
+        let labels = data.targets;
+        if labels.n_classes < 2 {
+            return Err(TrainError::param("classes", "need at least 2 classes"));
+        }
+        if records.nsamples() == 0 {
+            return Err(TrainError::param("rows", "no training rows"));
+        }
+        match self.solver {
+            SolverKind::Lbfgs => self.fit_lbfgs(records, labels),
+            SolverKind::Linfa => self.fit_linfa(records, labels),
+        }
+    }
+}
+
+impl ValidLogisticParams {
+    fn fit_lbfgs<'a>(&self, records: Rows<'a>, labels: Labels<'a>) -> Result<LinearModel, TrainError> {
+        let obj = Objective::new(records, labels, self.alpha, self.parallel);
+        let (k, f) = (obj.k, records.x.ncols());
+        let dim = obj.dim();
+        let problem = Problem {
+            obj,
+            cache: Mutex::new(None),
+            evals: AtomicUsize::new(0),
+        };
+        let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
+            .with_tolerance_grad(self.tol)
+            .and_then(|s| s.with_tolerance_cost(64.0 * f64::EPSILON))
+            .map_err(|e| TrainError::Solver(e.to_string()))?;
+        let res = Executor::new(problem, solver)
+            .configure(|st| st.param(Array1::zeros(dim)).max_iters(self.max_iter))
+            .ctrlc(false)
+            .timer(false)
+            .run()
+            .map_err(|e| TrainError::Solver(e.to_string()))?;
+        let state = res.state();
+        let iterations = state.get_iter();
+        let status = state.get_termination_status().clone();
+        let converged = matches!(status, TerminationStatus::Terminated(TerminationReason::SolverConverged));
+        let termination = status.to_string();
+        let evaluations = res.problem.problem.as_ref().map_or(0, |p| p.evals.load(Ordering::Relaxed));
+        let params = state
+            .get_best_param()
+            .or_else(|| state.get_param())
+            .cloned()
+            .unwrap_or_else(|| Array1::zeros(dim));
+        let flat = params.to_vec();
+        let coef = Array2::from_shape_vec((k, f), flat[..k * f].to_vec()).map_err(|e| TrainError::Solver(e.to_string()))?;
+        let intercept = Array1::from(flat[k * f..].to_vec());
+        if coef.iter().chain(intercept.iter()).any(|v| !v.is_finite()) {
+            return Err(TrainError::Solver("the fit diverged (non-finite coefficients)".into()));
+        }
+        Ok(LinearModel {
+            coef,
+            intercept,
+            iterations,
+            evaluations,
+            converged,
+            termination,
+        })
+    }
+
+    fn fit_linfa<'a>(&self, records: Rows<'a>, labels: Labels<'a>) -> Result<LinearModel, TrainError> {
+        let f = records.x.ncols();
+        let idx: Vec<usize> = records.rows.map_or_else(|| (0..records.x.nrows()).collect(), <[usize]>::to_vec);
+        let x = records.x.select(Axis(0), &idx);
+        let y: Array1<usize> = idx.iter().map(|&i| labels.y[i]).collect();
+        // linfa's objective is the *sum* of losses, so its gradient is n times ours.
+        #[allow(clippy::cast_precision_loss)]
+        let tol = self.tol * idx.len() as f64;
+        let ds = Dataset::new(x, y);
+        if labels.n_classes == 2 {
+            let fitted = linfa_logistic::LogisticRegression::default()
+                .alpha(self.alpha)
+                .max_iterations(self.max_iter)
+                .gradient_tolerance(tol)
+                .fit(&ds)?;
+            // linfa's positive class is the more frequent one; ours is class 1.
+            let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
+            let coef = fitted.params().mapv(|v| sign * v).into_shape_with_order((1, f)).map_err(|e| TrainError::Solver(e.to_string()))?;
+            Ok(LinearModel {
+                coef,
+                intercept: Array1::from(vec![sign * fitted.intercept()]),
+                iterations: 0,
+                evaluations: 0,
+                converged: true,
+                termination: "linfa-logistic".into(),
+            })
+        } else {
+            let fitted = linfa_logistic::MultiLogisticRegression::default()
+                .alpha(self.alpha)
+                .max_iterations(self.max_iter)
+                .gradient_tolerance(tol)
+                .fit(&ds)?;
+            if fitted.classes() != (0..labels.n_classes).collect::<Vec<_>>().as_slice() {
+                return Err(TrainError::Solver("linfa-logistic: some class has no training rows".into()));
+            }
+            Ok(LinearModel {
+                coef: fitted.params().t().to_owned(),
+                intercept: fitted.intercept().clone(),
+                iterations: 0,
+                evaluations: 0,
+                converged: true,
+                termination: "linfa-logistic".into(),
+            })
+        }
+    }
+}
+
+/// Fit `params` on `records` / `labels` (a shorthand for building a linfa dataset).
+pub fn fit<'a>(params: &LogisticParams, records: Rows<'a>, labels: Labels<'a>) -> Result<LinearModel, TrainError> {
+    params.fit(&DatasetBase::new(records, labels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{GenerateSpec, apply_scaler, fit_scaler, generate, parse};
+
+    fn toy(classes: usize, rows: usize) -> (Array2<f64>, Vec<usize>) {
+        let mut buf = Vec::new();
+        generate(&GenerateSpec { rows, features: 6, classes, seed: 3 }, &mut buf).expect("gen");
+        let mut d = parse(buf.as_slice(), "toy", "label").expect("parse");
+        let s = fit_scaler(d.x.view());
+        apply_scaler(d.x.view_mut(), &s);
+        (d.x, d.y)
+    }
+
+    fn numeric_grad(obj: &Objective<'_>, w: &[f64]) -> Vec<f64> {
+        let h = 1e-6;
+        (0..w.len())
+            .map(|i| {
+                let mut a = w.to_vec();
+                let mut b = w.to_vec();
+                a[i] += h;
+                b[i] -= h;
+                (obj.eval(&a).0 - obj.eval(&b).0) / (2.0 * h)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        for classes in [2, 3] {
+            let (x, y) = toy(classes, 1100); // 3 chunks
+            let rows: Vec<usize> = (0..1100).rev().step_by(2).collect();
+            for subset in [None, Some(rows.as_slice())] {
+                let obj = Objective::new(Rows { x: x.view(), rows: subset }, Labels { y: &y, n_classes: classes }, 0.7, false);
+                let w: Vec<f64> = (0..obj.dim()).map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0).collect();
+                let (_, g) = obj.eval(&w);
+                for (a, b) in g.iter().zip(numeric_grad(&obj, &w)) {
+                    assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_chunks_are_bit_identical() {
+        let (x, y) = toy(3, 3000);
+        let labels = Labels { y: &y, n_classes: 3 };
+        let seq = fit(&LogisticParams::default(), Rows { x: x.view(), rows: None }, labels).expect("fit");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
+        let par = pool
+            .install(|| fit(&LogisticParams::default().parallel(true), Rows { x: x.view(), rows: None }, labels))
+            .expect("fit");
+        assert_eq!(seq, par);
+        assert!(seq.converged, "{}", seq.termination);
+    }
+
+    #[test]
+    fn both_solvers_agree_on_a_binary_problem() {
+        let (x, y) = toy(2, 400);
+        let r = Rows { x: x.view(), rows: None };
+        let l = Labels { y: &y, n_classes: 2 };
+        let p = LogisticParams::default().alpha(1.0).tol(1e-9);
+        let ours = fit(&p, r, l).expect("ours");
+        let theirs = fit(&p.clone().solver(SolverKind::Linfa), r, l).expect("linfa");
+        for (a, b) in ours.coef.iter().chain(&ours.intercept).zip(theirs.coef.iter().chain(&theirs.intercept)) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let all: Vec<usize> = (0..y.len()).collect();
+        assert_eq!(ours.predict_rows(x.view(), &all), theirs.predict_rows(x.view(), &all));
+    }
+
+    #[test]
+    fn bad_params_are_errors() {
+        let (x, y) = toy(2, 20);
+        let r = Rows { x: x.view(), rows: None };
+        let l = Labels { y: &y, n_classes: 2 };
+        assert!(fit(&LogisticParams::default().alpha(f64::NAN), r, l).is_err());
+        assert!(fit(&LogisticParams::default().tol(0.0), r, l).is_err());
+        assert!(fit(&LogisticParams::default().max_iter(0), r, l).is_err());
+    }
+}

@@ -1,0 +1,515 @@
+//! The training pipeline: prepare (load, split, standardise), select the penalty by k-fold
+//! cross-validation, refit on all training rows, build the artifact and evaluate it on the
+//! holdout through `model::Model`.
+//!
+//! Sequential mode never touches rayon. Parallel mode runs inside a local rayon pool: the
+//! folds x alphas fits run as independent tasks, and the refit spreads its row chunks.
+//! Neither changes a single bit of the result (see `solver`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use model::{Artifact, Model};
+use ndarray::{Array2, ArrayView2, Axis, Slice};
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::data::{self, Dataset};
+use crate::error::TrainError;
+use crate::progress::Progress;
+use crate::solver::{self, Labels, LinearModel, LogisticParams, Rows, SolverKind};
+
+/// How the work is scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Everything on the calling thread; rayon is not used at all.
+    Seq,
+    /// rayon, over folds x alphas and over row chunks of large fits.
+    Par,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Seq => "seq",
+            Self::Par => "par",
+        })
+    }
+}
+
+/// What to train and how. Build it from the command line (see `cli`) or directly.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Training data: local path or `s3://` URI.
+    pub data: String,
+    /// Optional holdout file; without it a stratified split of `data` is used.
+    pub test_data: Option<String>,
+    /// Label column name.
+    pub label: String,
+    /// Fraction of rows held out when there is no `test_data`.
+    pub test_fraction: f64,
+    /// Cross-validation folds.
+    pub folds: usize,
+    /// Penalty grid (`alpha = 1 / C`); a single value skips cross-validation.
+    pub alphas: Vec<f64>,
+    /// Seed of the split and folds.
+    pub seed: u64,
+    /// Solver.
+    pub solver: SolverKind,
+    /// Iteration limit per fit.
+    pub max_iter: u64,
+    /// Gradient-norm tolerance per fit.
+    pub tol: f64,
+    /// Model name in the store.
+    pub name: String,
+}
+
+impl TrainConfig {
+    /// Check the parameters that do not depend on the data.
+    pub fn check(&self) -> Result<(), TrainError> {
+        if self.alphas.is_empty() {
+            return Err(TrainError::param("--alphas", "give at least one value"));
+        }
+        if let Some(a) = self.alphas.iter().find(|a| !(a.is_finite() && **a > 0.0)) {
+            return Err(TrainError::param("--alphas", format!("{a} is not a finite positive number")));
+        }
+        if self.alphas.len() > 1 && self.folds < 2 {
+            return Err(TrainError::param("--folds", format!("{} folds cannot cross-validate; use at least 2", self.folds)));
+        }
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return Err(TrainError::param("--test-fraction", format!("{} is not between 0 and 1", self.test_fraction)));
+        }
+        model::artifact::check_name(&self.name).map_err(|r| TrainError::param("--name", r))?;
+        if !(self.tol.is_finite() && self.tol > 0.0) {
+            return Err(TrainError::param("--tol", format!("{} is not a finite positive number", self.tol)));
+        }
+        if self.max_iter == 0 {
+            return Err(TrainError::param("--max-iter", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Data ready to train on: training rows first (standardised in place), then the holdout
+/// rows (raw, as the predict function will see them), in one matrix.
+#[derive(Debug)]
+pub struct Prepared {
+    /// `n_train` standardised rows, then the raw holdout rows.
+    pub x: Array2<f64>,
+    /// Number of training rows at the top of `x`.
+    pub n_train: usize,
+    /// Class of each row of `x`.
+    pub y: Vec<usize>,
+    /// Class labels.
+    pub classes: Vec<String>,
+    /// Feature names.
+    pub feature_names: Vec<String>,
+    /// Scaler fitted on the training rows.
+    pub scaler: model::Scaler,
+    /// SHA-256 of the training data file.
+    pub data_sha256: String,
+    /// Stratified validation positions (into the training rows) of each fold.
+    pub folds: Vec<Vec<usize>>,
+    /// Seconds spent loading and preparing.
+    pub load_seconds: f64,
+}
+
+impl Prepared {
+    /// The standardised training rows.
+    pub fn train_x(&self) -> ArrayView2<'_, f64> {
+        self.x.slice_axis(Axis(0), Slice::from(..self.n_train))
+    }
+
+    /// Number of holdout rows.
+    pub fn n_test(&self) -> usize {
+        self.x.nrows() - self.n_train
+    }
+
+    /// Bytes of the f64 feature matrix (the memory yardstick).
+    pub fn matrix_bytes(&self) -> usize {
+        self.x.len() * std::mem::size_of::<f64>()
+    }
+}
+
+/// Load, split, check and standardise. Everything that can be wrong with the data is
+/// found here, before any work or any write.
+pub fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
+    cfg.check()?;
+    let started = Instant::now();
+    let d = data::load(&cfg.data, &cfg.label)?;
+    data::check_classes(&d, &cfg.label)?;
+    let Dataset {
+        mut x,
+        y,
+        classes,
+        feature_names,
+        sha256,
+        ..
+    } = d;
+    let (mut x, y, n_train) = match &cfg.test_data {
+        None => {
+            let split = data::stratified_split(&y, classes.len(), cfg.test_fraction, cfg.seed);
+            let perm: Vec<usize> = split.train.iter().chain(&split.test).copied().collect();
+            data::permute_rows(&mut x, &perm);
+            let y = perm.iter().map(|&i| y[i]).collect();
+            (x, y, split.train.len())
+        }
+        Some(test_uri) => {
+            let t = data::load(test_uri, &cfg.label)?;
+            if t.feature_names != feature_names {
+                return Err(TrainError::data(
+                    test_uri,
+                    format!("columns differ from the training data {} (same names in the same order expected)", cfg.data),
+                ));
+            }
+            let mut map = Vec::with_capacity(t.classes.len());
+            for c in &t.classes {
+                let i = classes.iter().position(|k| k == c).ok_or_else(|| {
+                    TrainError::data(test_uri, format!("label {c:?} does not occur in the training data"))
+                })?;
+                map.push(i);
+            }
+            // Shuffle the training rows (seeded) so folds and chunks mix the classes.
+            let mut rng = data::Rng::new(cfg.seed);
+            let mut perm: Vec<usize> = (0..x.nrows()).collect();
+            rng.shuffle(&mut perm);
+            data::permute_rows(&mut x, &perm);
+            let n_train = x.nrows();
+            let mut y: Vec<usize> = perm.iter().map(|&i| y[i]).collect();
+            y.extend(t.y.iter().map(|&c| map[c]));
+            let mut flat = x.into_raw_vec_and_offset().0;
+            flat.extend_from_slice(t.x.as_slice().unwrap_or(&t.x.iter().copied().collect::<Vec<_>>()));
+            let rows = flat.len() / feature_names.len();
+            let x = Array2::from_shape_vec((rows, feature_names.len()), flat)
+                .map_err(|e| TrainError::Solver(e.to_string()))?;
+            (x, y, n_train)
+        }
+    };
+    // Each class must be present in every fold's training rows.
+    let mut counts = vec![0usize; classes.len()];
+    for &c in &y[..n_train] {
+        counts[c] += 1;
+    }
+    for (c, &n) in counts.iter().enumerate() {
+        if n == 0 {
+            return Err(TrainError::data(&cfg.data, format!("class {:?} has no training rows", classes[c])));
+        }
+        if cfg.alphas.len() > 1 && n < cfg.folds {
+            return Err(TrainError::param(
+                "--folds",
+                format!(
+                    "{} folds but class {:?} has only {n} training rows; use at most {n} folds or more data",
+                    cfg.folds, classes[c]
+                ),
+            ));
+        }
+    }
+    let scaler = data::fit_scaler(x.slice_axis(Axis(0), Slice::from(..n_train)));
+    data::apply_scaler(x.slice_axis_mut(Axis(0), Slice::from(..n_train)), &scaler);
+    let folds = if cfg.alphas.len() > 1 {
+        data::stratified_folds(&y[..n_train], classes.len(), cfg.folds)
+    } else {
+        Vec::new()
+    };
+    Ok(Prepared {
+        x,
+        n_train,
+        y,
+        classes,
+        feature_names,
+        scaler,
+        data_sha256: sha256,
+        folds,
+        load_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Cross-validation result of one alpha.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CvScore {
+    /// The penalty.
+    pub alpha: f64,
+    /// Validation accuracy of each fold.
+    pub fold_scores: Vec<f64>,
+    /// Mean over folds.
+    pub mean: f64,
+}
+
+/// A trained, evaluated model.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The sealed artifact, metrics included.
+    pub artifact: Artifact,
+    /// The refit model on standardised features.
+    pub model: LinearModel,
+    /// Chosen penalty.
+    pub alpha: f64,
+    /// Cross-validation scores, one per alpha (empty when a single alpha was given).
+    pub cv: Vec<CvScore>,
+    /// Holdout evaluation.
+    pub eval: Evaluation,
+    /// Seconds of cross-validation.
+    pub cv_seconds: f64,
+    /// Seconds of the refit.
+    pub refit_seconds: f64,
+    /// Threads used (1 in seq mode).
+    pub threads: usize,
+    /// The mode.
+    pub mode: Mode,
+}
+
+impl Trained {
+    /// Seconds of model selection and refit: the training work proper.
+    pub fn fit_seconds(&self) -> f64 {
+        self.cv_seconds + self.refit_seconds
+    }
+}
+
+/// Per-class holdout metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassMetrics {
+    /// Class label.
+    pub class: String,
+    /// Precision (0 when nothing was predicted as this class).
+    pub precision: f64,
+    /// Recall (0 when the class has no holdout rows).
+    pub recall: f64,
+    /// F1 score.
+    pub f1: f64,
+    /// Holdout rows of the class.
+    pub support: usize,
+}
+
+/// Holdout evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// Fraction of holdout rows predicted right.
+    pub accuracy: f64,
+    /// Unweighted mean F1 over classes.
+    pub macro_f1: f64,
+    /// Per-class precision, recall, F1.
+    pub per_class: Vec<ClassMetrics>,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Train in `mode` with `threads` (ignored in seq mode): CV over the grid, refit, build and
+/// evaluate the artifact. `progress` reports each finished fit.
+pub fn train(p: &Prepared, cfg: &TrainConfig, mode: Mode, threads: usize, progress: &Progress) -> Result<Trained, TrainError> {
+    match mode {
+        Mode::Seq => train_in(p, cfg, Mode::Seq, 1, progress),
+        Mode::Par => {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+            pool.install(|| train_in(p, cfg, Mode::Par, threads, progress))
+        }
+    }
+}
+
+fn train_in(p: &Prepared, cfg: &TrainConfig, mode: Mode, threads: usize, progress: &Progress) -> Result<Trained, TrainError> {
+    let par = mode == Mode::Par;
+    let n_classes = p.classes.len();
+    let x = p.train_x();
+    let y = &p.y[..p.n_train];
+    let params = |alpha: f64, parallel: bool| {
+        LogisticParams::default()
+            .alpha(alpha)
+            .max_iter(cfg.max_iter)
+            .tol(cfg.tol)
+            .solver(cfg.solver)
+            .parallel(parallel)
+    };
+    let labels = Labels { y, n_classes };
+
+    let cv_started = Instant::now();
+    let mut cv = Vec::new();
+    let alpha = if cfg.alphas.len() == 1 {
+        cfg.alphas[0]
+    } else {
+        let k = p.folds.len();
+        let train_rows: Vec<Vec<usize>> = p
+            .folds
+            .iter()
+            .map(|val| {
+                let mut is_val = vec![false; p.n_train];
+                for &i in val {
+                    is_val[i] = true;
+                }
+                (0..p.n_train).filter(|&i| !is_val[i]).collect()
+            })
+            .collect();
+        let tasks: Vec<(usize, usize)> = (0..cfg.alphas.len()).flat_map(|a| (0..k).map(move |f| (a, f))).collect();
+        // Row-chunk parallelism inside a CV fit only pays when there are fewer fits than threads.
+        let inner = par && tasks.len() < threads;
+        let done = AtomicUsize::new(0);
+        progress.start("cross-validation", tasks.len() + 1);
+        let run = |&(a, f): &(usize, usize)| -> Result<f64, TrainError> {
+            let m = solver::fit(&params(cfg.alphas[a], inner), Rows { x: x.view(), rows: Some(&train_rows[f]) }, Labels { y, n_classes })?;
+            let pred = m.predict_rows(x, &p.folds[f]);
+            let right = pred.iter().zip(&p.folds[f]).filter(|(pr, i)| **pr == y[**i]).count();
+            progress.tick(done.fetch_add(1, Ordering::Relaxed) + 1);
+            #[allow(clippy::cast_precision_loss)]
+            Ok(right as f64 / p.folds[f].len().max(1) as f64)
+        };
+        let scores: Vec<f64> = if par {
+            tasks.par_iter().map(run).collect::<Result<_, _>>()?
+        } else {
+            tasks.iter().map(run).collect::<Result<_, _>>()?
+        };
+        for (a, &alpha) in cfg.alphas.iter().enumerate() {
+            let fold_scores = scores[a * k..(a + 1) * k].to_vec();
+            #[allow(clippy::cast_precision_loss)]
+            let mean = fold_scores.iter().sum::<f64>() / k as f64;
+            cv.push(CvScore { alpha, fold_scores, mean });
+        }
+        // Best mean score; ties go to the stronger penalty (the simpler model).
+        let mut best = &cv[0];
+        for c in &cv[1..] {
+            if c.mean > best.mean || (c.mean == best.mean && c.alpha > best.alpha) {
+                best = c;
+            }
+        }
+        best.alpha
+    };
+    let cv_seconds = cv_started.elapsed().as_secs_f64();
+
+    let refit_started = Instant::now();
+    if cv.is_empty() {
+        progress.start("fit", 1);
+    }
+    let model = solver::fit(&params(alpha, par), Rows { x, rows: None }, labels)?;
+    let refit_seconds = refit_started.elapsed().as_secs_f64();
+    progress.finish();
+
+    let mut artifact = build_artifact(p, cfg, &model, alpha, &cv, mode, threads);
+    artifact.seal();
+    let eval = evaluate(&Model::new(artifact.clone())?, p)?;
+    let m = &mut artifact.metrics;
+    m.insert("accuracy".into(), json!(eval.accuracy));
+    m.insert("macro_f1".into(), json!(eval.macro_f1));
+    m.insert("n_test".into(), json!(p.n_test()));
+    m.insert("confusion_matrix".into(), json!(eval.confusion));
+    m.insert(
+        "per_class".into(),
+        serde_json::to_value(&eval.per_class)?,
+    );
+    artifact.seal();
+    Ok(Trained {
+        artifact,
+        model,
+        alpha,
+        cv,
+        eval,
+        cv_seconds,
+        refit_seconds,
+        threads,
+        mode,
+    })
+}
+
+fn build_artifact(p: &Prepared, cfg: &TrainConfig, m: &LinearModel, alpha: f64, cv: &[CvScore], mode: Mode, threads: usize) -> Artifact {
+    let mut training = Map::new();
+    let mut put = |k: &str, v: Value| {
+        training.insert(k.to_string(), v);
+    };
+    put("solver", json!(cfg.solver.to_string()));
+    put("penalty", json!("l2"));
+    put("alpha", json!(alpha));
+    put("C", json!(1.0 / alpha));
+    put("alphas", json!(cfg.alphas));
+    put("folds", json!(if cv.is_empty() { 0 } else { cfg.folds }));
+    put("seed", json!(cfg.seed));
+    put("mode", json!(mode.to_string()));
+    put("threads", json!(threads));
+    put("max_iter", json!(cfg.max_iter));
+    put("tol", json!(cfg.tol));
+    put("iterations", json!(m.iterations));
+    put("converged", json!(m.converged));
+    put("label", json!(cfg.label));
+    put("data", json!(cfg.data));
+    match &cfg.test_data {
+        Some(t) => put("test_data", json!(t)),
+        None => put("test_fraction", json!(cfg.test_fraction)),
+    }
+    put("n_train", json!(p.n_train));
+    let mut metrics = Map::new();
+    if !cv.is_empty() {
+        metrics.insert("cv_scores".into(), serde_json::to_value(cv).unwrap_or(Value::Null));
+        let best = cv.iter().find(|c| c.alpha == alpha).map_or(0.0, |c| c.mean);
+        metrics.insert("cv_accuracy".into(), json!(best));
+    }
+    Artifact {
+        format_version: model::FORMAT_VERSION,
+        model_id: String::new(),
+        name: cfg.name.clone(),
+        created_at: model::artifact::now_rfc3339(),
+        classes: p.classes.clone(),
+        feature_names: p.feature_names.clone(),
+        scaler: p.scaler.clone(),
+        coefficients: m.coef.rows().into_iter().map(|r| r.to_vec()).collect(),
+        intercepts: m.intercept.to_vec(),
+        training,
+        metrics,
+        data_sha256: p.data_sha256.clone(),
+    }
+}
+
+/// Predict every holdout row with `model` (raw features, exactly as at serve time) and
+/// score the predictions.
+pub fn evaluate(model: &Model, p: &Prepared) -> Result<Evaluation, TrainError> {
+    let k = p.classes.len();
+    let mut confusion = vec![vec![0usize; k]; k];
+    for (row, &truth) in p.x.slice_axis(Axis(0), Slice::from(p.n_train..)).rows().into_iter().zip(&p.y[p.n_train..]) {
+        let pred = match row.as_slice() {
+            Some(r) => model.predict(r)?,
+            None => model.predict(&row.to_vec())?,
+        };
+        confusion[truth][pred.class_index] += 1;
+    }
+    Ok(score(&confusion, &p.classes))
+}
+
+/// Accuracy, per-class precision / recall / F1 and macro F1 from a confusion matrix.
+pub fn score(confusion: &[Vec<usize>], classes: &[String]) -> Evaluation {
+    let total: usize = confusion.iter().flatten().sum();
+    let right: usize = (0..confusion.len()).map(|i| confusion[i][i]).sum();
+    #[allow(clippy::cast_precision_loss)]
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let per_class: Vec<ClassMetrics> = classes
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let tp = confusion[c][c];
+            let support: usize = confusion[c].iter().sum();
+            let predicted: usize = confusion.iter().map(|r| r[c]).sum();
+            let precision = ratio(tp, predicted);
+            let recall = ratio(tp, support);
+            let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+            ClassMetrics { class: name.clone(), precision, recall, f1, support }
+        })
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let macro_f1 = per_class.iter().map(|c| c.f1).sum::<f64>() / per_class.len().max(1) as f64;
+    Evaluation {
+        accuracy: ratio(right, total),
+        macro_f1,
+        per_class,
+        confusion: confusion.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_from_confusion() {
+        let e = score(&[vec![3, 1], vec![0, 4]], &["a".into(), "b".into()]);
+        assert!((e.accuracy - 7.0 / 8.0).abs() < 1e-12);
+        assert!((e.per_class[0].precision - 1.0).abs() < 1e-12);
+        assert!((e.per_class[0].recall - 0.75).abs() < 1e-12);
+        assert!((e.per_class[1].precision - 0.8).abs() < 1e-12);
+        assert_eq!(e.per_class[1].support, 4);
+    }
+}
