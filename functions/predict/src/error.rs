@@ -1,0 +1,170 @@
+//! Errors of the predict function: [`AppError`] for requests (one type, turned into the JSON
+//! error body by its [`IntoResponse`] impl) and [`StartupError`] for loading the model.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use model::{ModelError, StoreError};
+use serde::Serialize;
+use thiserror::Error;
+
+/// Everything a request can fail with. Each variant has one HTTP status and one stable
+/// `code`; the message is for people.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// The body is not syntactically valid JSON (400).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// Valid JSON, but not one of the accepted shapes (422).
+    #[error("{0}")]
+    InvalidBody(String),
+    /// A row has the wrong number of features (422).
+    #[error("{0}")]
+    FeatureCount(ModelError),
+    /// A feature is not a finite number (422).
+    #[error("{0}")]
+    NonFinite(String),
+    /// The body is larger than the configured limit (413).
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request declares a content type that is not JSON (415).
+    #[error("content-type {0:?} is not supported; send application/json")]
+    UnsupportedMediaType(String),
+    /// No route matches the path (404).
+    #[error("no route for {method} {path}")]
+    NotFound {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+    },
+    /// The route exists, but not for this method (405).
+    #[error("method {method} is not allowed for {path}")]
+    MethodNotAllowed {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+    },
+    /// The request took longer than the configured timeout (408).
+    #[error("request did not complete within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The body could not be read (400), e.g. the client went away mid-body.
+    #[error("failed to read the request body: {0}")]
+    BodyRead(String),
+}
+
+impl AppError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidBody(_) | Self::FeatureCount(_) | Self::NonFinite(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The stable machine-readable code of this error (the `error.code` field).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::InvalidBody(_) => "invalid_body",
+            Self::FeatureCount(_) => "wrong_feature_count",
+            Self::NonFinite(_) => "non_finite_value",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::NotFound { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Timeout(_) => "timeout",
+            Self::BodyRead(_) => "body_read_error",
+        }
+    }
+}
+
+impl From<ModelError> for AppError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::NonFinite { .. } => Self::NonFinite(e.to_string()),
+            // Only input errors reach here: the model was validated at start-up.
+            _ => Self::FeatureCount(e),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = self.to_string();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), %message, "request failed");
+        } else {
+            tracing::debug!(code = self.code(), %message, "request rejected");
+        }
+        let body = serde_json::to_vec(&Body {
+            error: Detail {
+                code: self.code(),
+                message: &message,
+            },
+        })
+        .unwrap_or_default();
+        let mut res = (status, body).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Self::MethodNotAllowed { path, .. } = &self
+            && let Some(allow) = crate::allowed_methods(path)
+        {
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        res
+    }
+}
+
+/// Why the function could not start. Each message names the model location.
+#[derive(Debug, Error)]
+pub enum StartupError {
+    /// `MODEL_URI` does not parse.
+    #[error("MODEL_URI {uri:?} is not usable: {source}")]
+    BadUri {
+        /// The value given.
+        uri: String,
+        /// Why it does not parse.
+        #[source]
+        source: StoreError,
+    },
+    /// The store could not be opened, or the model could not be read or validated.
+    #[error("cannot load the model {uri}: {source}")]
+    Load {
+        /// The model URI.
+        uri: String,
+        /// What went wrong.
+        #[source]
+        source: StoreError,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}

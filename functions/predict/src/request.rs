@@ -1,0 +1,279 @@
+//! Parsing `POST /predict` bodies straight from bytes, in one pass, without an
+//! intermediate `serde_json::Value` or serde's buffering untagged enums.
+//!
+//! Accepted: `{"image": [..]}` (the original's shape), `{"features": [..]}` and
+//! `{"instances": [[..], ..]}`. Other keys are ignored, as the original (pydantic) did.
+//! A number too large for an `f64` (`1e999`) is reported as a non-finite feature, naming
+//! its row and index; JSON has no other way to spell NaN or infinity.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::error::AppError;
+
+/// A parsed `/predict` body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// One row (`image` or `features`).
+    One(Vec<f64>),
+    /// A batch (`instances`).
+    Many(Vec<Vec<f64>>),
+}
+
+/// Phrase of our own non-finite messages; the classifier below looks for it.
+const NON_FINITE: &str = "is not a finite number";
+const SHAPE: &str = "expected a JSON object with exactly one of `image`, `features` (a list of numbers) or `instances` (a list of lists of numbers)";
+
+/// Parse a body; `hint` is the expected row length (a capacity hint only).
+pub fn parse(bytes: &[u8], hint: usize) -> Result<Input, AppError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let input = InputSeed { hint }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| classify(&e))?;
+    Ok(input)
+}
+
+fn classify(e: &serde_json::Error) -> AppError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data if e.to_string().contains(NON_FINITE) => AppError::NonFinite(e.to_string()),
+        Category::Data => AppError::InvalidBody(format!("{SHAPE}: {e}")),
+        Category::Syntax | Category::Eof | Category::Io => AppError::MalformedJson(e.to_string()),
+    }
+}
+
+/// Strip serde_json's " at line L column C" so an outer message does not repeat it.
+fn without_position(msg: &str) -> &str {
+    msg.find(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+struct InputSeed {
+    hint: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for InputSeed {
+    type Value = Input;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Input, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+enum Key {
+    Image,
+    Features,
+    Instances,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "image" => Key::Image,
+                    "features" => Key::Features,
+                    "instances" => Key::Instances,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for InputSeed {
+    type Value = Input;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with `image`, `features` or `instances`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Input, A::Error> {
+        let mut found: Option<Input> = None;
+        while let Some(key) = map.next_key::<Key>()? {
+            let value = match key {
+                Key::Image | Key::Features => Input::One(map.next_value_seed(RowSeed {
+                    hint: self.hint,
+                    row: None,
+                })?),
+                Key::Instances => Input::Many(map.next_value_seed(RowsSeed { hint: self.hint })?),
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if found.replace(value).is_some() {
+                return Err(de::Error::custom(
+                    "give only one of `image`, `features` or `instances`",
+                ));
+            }
+        }
+        found.ok_or_else(|| de::Error::custom("missing `image`, `features` or `instances`"))
+    }
+}
+
+/// One row of numbers; `row` is its index within a batch.
+struct RowSeed {
+    hint: usize,
+    row: Option<usize>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed {
+    type Value = Vec<f64>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<f64>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed {
+    type Value = Vec<f64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of numbers")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<f64>, A::Error> {
+        // The hint is a capacity only; a hostile length is bounded by the body limit.
+        let mut v = Vec::with_capacity(self.hint.min(4096));
+        loop {
+            match seq.next_element::<f64>() {
+                Ok(Some(x)) => v.push(x),
+                Ok(None) => return Ok(v),
+                Err(e) => {
+                    let msg = e.to_string();
+                    if msg.starts_with("number out of range") {
+                        let index = v.len();
+                        return Err(de::Error::custom(match self.row {
+                            Some(r) => format!("row {r}: feature {index} {NON_FINITE}"),
+                            None => format!("feature {index} {NON_FINITE}"),
+                        }));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+struct RowsSeed {
+    hint: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for RowsSeed {
+    type Value = Vec<Vec<f64>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed {
+    type Value = Vec<Vec<f64>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of lists of numbers")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Vec<f64>>, A::Error> {
+        let mut rows = Vec::new();
+        loop {
+            let seed = RowSeed {
+                hint: self.hint,
+                row: Some(rows.len()),
+            };
+            match seq.next_element_seed(seed) {
+                Ok(Some(r)) => rows.push(r),
+                Ok(None) => return Ok(rows),
+                Err(e) => {
+                    let msg = e.to_string();
+                    // Our own non-finite message already names the row; drop the position
+                    // serde_json appended so it is not repeated.
+                    if msg.contains(NON_FINITE) {
+                        return Err(de::Error::custom(without_position(&msg)));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Input {
+        match parse(s.as_bytes(), 3) {
+            Ok(i) => i,
+            Err(e) => panic!("{s}: {e}"),
+        }
+    }
+
+    fn err(s: &str) -> AppError {
+        match parse(s.as_bytes(), 3) {
+            Ok(i) => panic!("{s} parsed as {i:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn accepted_shapes() {
+        assert_eq!(
+            ok(r#"{"image": [1, 2.5, 0]}"#),
+            Input::One(vec![1.0, 2.5, 0.0])
+        );
+        assert_eq!(ok(r#"{"features": []}"#), Input::One(vec![]));
+        assert_eq!(
+            ok(r#"{"x": {"y": [1]}, "instances": [[1], [2, 3]]}"#),
+            Input::Many(vec![vec![1.0], vec![2.0, 3.0]])
+        );
+        assert_eq!(ok(r#"{"instances": []}"#), Input::Many(vec![]));
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        assert!(matches!(err("{"), AppError::MalformedJson(_)));
+        assert!(matches!(
+            err(r#"{"image": [1,]}"#),
+            AppError::MalformedJson(_)
+        ));
+        assert!(matches!(
+            err(r#"{"image": [1]} x"#),
+            AppError::MalformedJson(_)
+        ));
+        assert!(matches!(
+            err(r#"{"image": [NaN]}"#),
+            AppError::MalformedJson(_)
+        ));
+        assert!(matches!(err("[1, 2]"), AppError::InvalidBody(_)));
+        assert!(matches!(err("{}"), AppError::InvalidBody(_)));
+        assert!(matches!(
+            err(r#"{"image": ["a"]}"#),
+            AppError::InvalidBody(_)
+        ));
+        assert!(matches!(
+            err(r#"{"image": [1], "features": [2]}"#),
+            AppError::InvalidBody(_)
+        ));
+        let e = err(r#"{"image": [1, 1e999]}"#);
+        assert!(matches!(e, AppError::NonFinite(_)), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("feature 1 is not a finite number"),
+            "{e}"
+        );
+        let e = err(r#"{"instances": [[1, 2], [3, -1e400]]}"#);
+        assert!(matches!(e, AppError::NonFinite(_)), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("row 1: feature 1 is not a finite number"),
+            "{e}"
+        );
+    }
+}

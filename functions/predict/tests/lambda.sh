@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The predict function under the real Lambda emulator (`make test-lambda`):
+#   1. train a fresh model into a temporary store (the trainer binary when it builds,
+#      otherwise the model-crate test model of `examples/test_model.rs`);
+#   2. start `cargo lambda watch` on a free loopback port with MODEL_URI pointing at it;
+#   3. invoke every event fixture in infra/events/ with `cargo lambda invoke --data-file`
+#      and check the answers;
+#   4. call the function-URL path of the emulator over HTTP with curl (a prediction and an
+#      error);
+#   5. stop the emulator this script started (its own process group, by id) and clean up.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+cd "$root"
+
+command -v cargo-lambda >/dev/null || pip install --quiet cargo-lambda
+
+work="$(mktemp -d)"
+watch_pid=""
+cleanup() {
+    if [[ -n "$watch_pid" ]] && kill -0 "$watch_pid" 2>/dev/null; then
+        # The emulator and the function it runs are in the group this script created.
+        kill -TERM -- "-$watch_pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$watch_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$watch_pid" 2>/dev/null || true
+        wait "$watch_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "test-lambda: FAIL: $*" >&2
+    if [[ -f "$work/watch.log" ]]; then
+        echo "--- cargo lambda watch log (last 40 lines) ---" >&2
+        tail -n 40 "$work/watch.log" >&2
+    fi
+    exit 1
+}
+
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+
+# 1. A fresh model.
+store="$work/store"
+if cargo build --quiet -p trainer 2>"$work/trainer-build.log" &&
+    "$target_dir/debug/trainer" fit --data data/digits.csv --store "$store" >"$work/train.log" 2>&1; then
+    echo "test-lambda: model trained with the trainer binary"
+else
+    echo "test-lambda: trainer unavailable; publishing the model-crate test model"
+    cargo run --quiet -p predict --example test_model -- "$store" >/dev/null
+fi
+name="$(find "$store" -mindepth 2 -maxdepth 2 -name latest -printf '%h\n' | head -n 1)"
+[[ -n "$name" ]] || fail "no model was published under $store"
+model_uri="$name"
+
+# 2. The emulator on a free port. Build first so the first invoke does not wait on it.
+cargo build --quiet -p predict --bin predict
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+setsid cargo lambda watch --package predict --bin predict --ignore-changes \
+    --invoke-address 127.0.0.1 --invoke-port "$port" \
+    --env-var "MODEL_URI=$model_uri" --env-var "RUST_LOG=info" \
+    >"$work/watch.log" 2>&1 &
+watch_pid=$!
+for _ in $(seq 300); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+    kill -0 "$watch_pid" 2>/dev/null || fail "cargo lambda watch exited"
+    sleep 0.2
+done
+curl -s -o /dev/null "http://127.0.0.1:$port/" || fail "emulator did not listen on $port"
+
+check_answer() { # $1: what, stdin: a Lambda HTTP response or a plain body ($2 = plain)
+    python3 -c '
+import json, sys
+what, plain = sys.argv[1], sys.argv[2] == "plain"
+raw = sys.stdin.read()
+try:
+    doc = json.loads(raw)
+    if not plain:
+        status = doc.get("statusCode")
+        assert status == 200, f"statusCode {status}: {raw}"
+        doc = json.loads(doc["body"])
+    assert doc["predicted_class"] == 0, doc
+    assert doc["label"] == "0", doc
+    assert len(doc["probabilities"]) == 10, doc
+    assert abs(sum(doc["probabilities"]) - 1) < 1e-9, doc
+except Exception as e:
+    sys.exit(f"{what}: {e!r}: {raw[:500]}")
+print(f"test-lambda: ok  {what}: predicted_class 0")
+' "$1" "${2:-event}"
+}
+
+# 3. Every event fixture through the runtime API.
+events=(infra/events/*.json)
+[[ ${#events[@]} -ge 4 ]] || fail "expected at least 4 event fixtures, found ${#events[@]}"
+for ev in "${events[@]}"; do
+    out="$(cargo lambda invoke predict --invoke-address 127.0.0.1 --invoke-port "$port" \
+        --data-file "$ev" 2>"$work/invoke.err")" || fail "invoke $ev: $(cat "$work/invoke.err")"
+    check_answer "$(basename "$ev")" <<<"$out" || fail "$ev"
+done
+
+# 4. The function URL path of the emulator, over HTTP.
+url="http://127.0.0.1:$port/lambda-url/predict/predict"
+body="$(curl -sS --fail-with-body -H 'content-type: application/json' \
+    --data-binary @bench/serve/body.json "$url")" || fail "POST $url: $body"
+check_answer "function URL over HTTP" plain <<<"$body" || fail "function URL"
+code="$(curl -sS -o "$work/err.json" -w '%{http_code}' -H 'content-type: application/json' \
+    --data-binary '{"image": [1, 2, 3]}' "$url")"
+[[ "$code" == 422 ]] || fail "short image: expected 422, got $code: $(cat "$work/err.json")"
+grep -q '"code":"wrong_feature_count"' "$work/err.json" || fail "422 body: $(cat "$work/err.json")"
+echo "test-lambda: ok  function URL error: 422 wrong_feature_count"
+health="$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/lambda-url/predict/health")"
+[[ "$health" == 200 ]] || fail "GET /health through the function URL: $health"
+echo "test-lambda: ok  function URL GET /health: 200"
+
+echo "test-lambda: ${#events[@]} events and the function URL passed"

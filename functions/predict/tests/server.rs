@@ -1,0 +1,289 @@
+//! The real binary on a real socket: start-up, predictions equal to the model crate's for
+//! every holdout row, `--check`, start-up errors, and graceful shutdown on SIGTERM with
+//! requests in flight.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_predict");
+
+/// A running `predict` on 127.0.0.1 and a free port; killed on drop if still running.
+struct Server {
+    child: Child,
+    addr: String,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(model_uri: &str) -> Self {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .env("MODEL_URI", model_uri)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no `listening` log line within 20 s"));
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["message"] == "listening" {
+                break v["addr"].as_str().unwrap().to_string();
+            }
+        };
+        Self {
+            child,
+            addr,
+            logs: rx,
+        }
+    }
+
+    fn port(&self) -> &str {
+        self.addr.rsplit(':').next().unwrap()
+    }
+
+    fn sigterm(&self) {
+        // Signal only the process this test started, by its id.
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn predictions_over_http_equal_the_model_for_every_holdout_row() {
+    let (d, test, a) = support::digits_model();
+    let (_dir, uri) = support::store_with(&a);
+    let model = model::Model::new(a).unwrap();
+    let server = Server::start(&uri);
+
+    let (status, body) = support::http(&server.addr, "GET", "/health", None);
+    assert_eq!(status, 200, "{body}");
+
+    let mut correct = 0;
+    for &i in &test {
+        let req = json!({ "image": d.rows[i] }).to_string();
+        let (status, body) = support::http(&server.addr, "POST", "/predict", Some(&req));
+        assert_eq!(status, 200, "row {i}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let e = model.predict(&d.rows[i]).unwrap();
+        let label = model.label(&e);
+        assert_eq!(v["label"], label, "row {i}");
+        assert_eq!(
+            v["predicted_class"],
+            label.parse::<i64>().unwrap(),
+            "row {i}"
+        );
+        let p: Vec<f64> = serde_json::from_value(v["probabilities"].clone()).unwrap();
+        assert_eq!(p, e.probabilities, "row {i}: probabilities differ");
+        correct += usize::from(label == d.labels[i]);
+    }
+    // The test model is a simple one; the point is equality, but it must also be sane.
+    let accuracy = correct as f64 / test.len() as f64;
+    assert!(accuracy > 0.85, "holdout accuracy {accuracy}");
+
+    // The whole holdout as one batch gives the same answers.
+    let rows: Vec<&Vec<f64>> = test.iter().map(|&i| &d.rows[i]).collect();
+    let req = json!({ "instances": rows }).to_string();
+    let (status, body) = support::http(&server.addr, "POST", "/predict", Some(&req));
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), test.len());
+    for (p, row) in preds.iter().zip(&rows) {
+        let e = model.predict(row).unwrap();
+        let probs: Vec<f64> = serde_json::from_value(p["probabilities"].clone()).unwrap();
+        assert_eq!(probs, e.probabilities);
+        assert_eq!(p["label"], model.label(&e));
+    }
+}
+
+#[test]
+fn check_flag_reports_health_without_a_shell() {
+    let a = support::tiny_artifact("pets");
+    let (_dir, uri) = support::store_with(&a);
+    let server = Server::start(&uri);
+    let check = |port: &str| {
+        Command::new(BIN)
+            .arg("--check")
+            .env_clear()
+            .env("PORT", port)
+            .status()
+            .unwrap()
+    };
+    assert!(check(server.port()).success());
+    // A port nobody listens on: bind one, learn it, close it.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port().to_string();
+    drop(free);
+    assert_eq!(check(&port).code(), Some(1));
+}
+
+#[test]
+fn bad_or_missing_model_stops_start_up_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("{}/digits", dir.path().display());
+    // A model whose artifact was altered after publishing.
+    let a = support::tiny_artifact("pets");
+    let (tampered_dir, tampered) = support::store_with(&a);
+    let latest: Value =
+        serde_json::from_slice(&std::fs::read(tampered_dir.path().join("pets/latest")).unwrap())
+            .unwrap();
+    let version = latest["version"].as_str().unwrap();
+    let file = tampered_dir
+        .path()
+        .join(format!("pets/{version}/model.json"));
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("\"dog\"", "\"dot\"");
+    std::fs::write(&file, text).unwrap();
+    let pinned = format!("{tampered}/{version}");
+    for (uri, expect) in [
+        (missing.as_str(), "not found"),
+        ("http://example.invalid/x", "only local paths and s3://"),
+        ("", "MODEL_URI"),
+        (tampered.as_str(), "checksum mismatch"),
+        (pinned.as_str(), "model_id"),
+    ] {
+        let out = Command::new(BIN)
+            .env_clear()
+            .env("MODEL_URI", uri)
+            .env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{uri}: {stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{uri}: expected {expect:?} in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn sigterm_lets_requests_in_flight_complete_then_exits_0() {
+    let (d, _, a) = support::digits_model();
+    let (_dir, uri) = support::store_with(&a);
+    let mut server = Server::start(&uri);
+    let body = json!({ "image": d.rows[0] }).to_string();
+
+    // Several requests whose bodies are only half sent when SIGTERM arrives.
+    let mut in_flight = Vec::new();
+    for _ in 0..4 {
+        let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (head, tail) = body.split_at(body.len() / 2);
+        write!(
+            s,
+            "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{head}",
+            body.len()
+        )
+        .unwrap();
+        s.flush().unwrap();
+        in_flight.push((s, tail.to_string()));
+    }
+    // Let the server read the headers and enter the handler.
+    std::thread::sleep(Duration::from_millis(200));
+    server.sigterm();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with requests in flight"
+    );
+
+    for (mut s, tail) in in_flight {
+        s.write_all(tail.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the whole (content-length delimited) answer is in; the server closes
+        // the connection after it because it is shutting down.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+            if complete(&raw) {
+                break;
+            }
+        }
+        let (status, body) = support::parse_response(&String::from_utf8_lossy(&raw));
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["predicted_class"], 0);
+    }
+    let status = server.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let logs: Vec<String> = server.logs.try_iter().collect();
+    assert!(
+        logs.iter().any(|l| l.contains("shutting down")),
+        "no shutdown log in {logs:?}"
+    );
+}
+
+fn complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .is_some_and(|n| body.len() >= n)
+}

@@ -1,0 +1,37 @@
+# The predict function: serve it, run it under the Lambda emulator, build the Lambda zip,
+# benchmark it. Included by the root Makefile.
+
+MODEL_URI ?= artifacts/digits
+EVENT ?= function-url
+LAMBDA_PORT ?= 9000
+
+.PHONY: serve watch invoke build-lambda bench-serve test-lambda tool-cargo-lambda tool-wrk
+
+serve: ## serve the model at MODEL_URI (default artifacts/digits) on HOST:PORT (0.0.0.0:8000)
+	MODEL_URI=$(MODEL_URI) $(CARGO) run --release -p predict --bin predict
+
+watch: tool-cargo-lambda ## run the function under `cargo lambda watch` (Lambda emulator, port LAMBDA_PORT)
+	$(CARGO) lambda watch --package predict --bin predict --invoke-port $(LAMBDA_PORT) \
+		--env-var MODEL_URI=$(abspath $(MODEL_URI))
+
+invoke: tool-cargo-lambda ## invoke the watched function with infra/events/$(EVENT).json
+	$(CARGO) lambda invoke predict --invoke-port $(LAMBDA_PORT) --data-file infra/events/$(EVENT).json
+
+build-lambda: tool-cargo-lambda ## cargo lambda build --release: the zip in target/lambda/predict/
+	$(CARGO) lambda build --release --package predict --bin predict --output-format zip
+	@ls -l "$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/lambda/predict/bootstrap.zip"
+
+bench-serve: tool-wrk ## predict vs the Python original vs bare axum (wrk -t2 -c32), cold start, RSS
+	bench/serve/run.sh
+
+test-lambda: tool-cargo-lambda ## every event fixture and the function URL through cargo lambda watch
+	functions/predict/tests/lambda.sh
+
+tool-cargo-lambda:
+	@command -v cargo-lambda >/dev/null || pip install cargo-lambda
+
+tool-wrk:
+	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+
+TOOLS += tool-cargo-lambda tool-wrk
+TEST_EXTRA += test-lambda
