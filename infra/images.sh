@@ -53,9 +53,16 @@ copy_static() { # copy_static <binary> <context>
 }
 
 build() { # build <image> <dockerfile> <context>
-    echo "images.sh: building $prefix$1:$tag from $3 ($(du -sh "$3" | cut -f1) context)"
-    DOCKER_BUILDKIT=0 docker build --quiet -t "$prefix$1:$tag" -f "$2" "$3" >/dev/null
-    docker image inspect -f "images.sh: $prefix$1:$tag {{.Size}} bytes" "$prefix$1:$tag"
+    local ref=$prefix$1:$tag old new
+    old=$(docker image inspect -f '{{.Id}}' "$ref" 2>/dev/null || true)
+    echo "images.sh: building $ref from $3 ($(du -sh "$3" | cut -f1) context)"
+    DOCKER_BUILDKIT=0 docker build --quiet -t "$ref" -f "$2" "$3" >/dev/null
+    new=$(docker image inspect -f '{{.Id}}' "$ref")
+    # The image this tag used to name, if nothing else names or uses it now.
+    if [[ -n $old && $old != "$new" ]]; then
+        docker rmi "$old" >/dev/null 2>&1 || true
+    fi
+    docker image inspect -f "images.sh: $ref {{.Size}} bytes" "$ref"
 }
 
 build_predict() {
