@@ -38,8 +38,10 @@ def main():
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cv-repeat", type=int, default=1)
     a = ap.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
+    warnings.simplefilter("ignore", FutureWarning)
 
     x_train, y_train = load(a.train)
     x_test, y_test = load(a.test)
@@ -58,7 +60,7 @@ def main():
     alphas = [float(v) for v in a.alphas.split(",")]
     cs = [1.0 / v for v in alphas]
     cv_times, cv_acc, cv_c = [], None, None
-    for _ in range(a.repeat):
+    for _ in range(a.cv_repeat):
         cv = StratifiedKFold(n_splits=a.folds, shuffle=True, random_state=a.seed)
         clf = LogisticRegressionCV(Cs=cs, cv=cv, max_iter=a.max_iter, tol=a.tol, solver="lbfgs")
         t0 = time.perf_counter()

@@ -75,7 +75,8 @@ pub struct ModelArgs {
     /// Iteration limit of each fit.
     #[arg(long, env = "TRAINER_MAX_ITER", default_value_t = 1000)]
     pub max_iter: u64,
-    /// Stop a fit when the L2 norm of the mean gradient is below this.
+    /// Stop a fit when every component of the mean gradient is at most this in absolute
+    /// value (scikit-learn's `tol` for lbfgs).
     #[arg(long, env = "TRAINER_TOL", default_value_t = 1e-4)]
     pub tol: f64,
     /// Threads for --mode par [default: all cores].
@@ -116,7 +117,11 @@ pub struct CompareArgs {
     #[allow(missing_docs)]
     pub model: ModelArgs,
     /// Write the comparison as JSON to this file.
-    #[arg(long, env = "TRAINER_COMPARE_REPORT", default_value = "reports/compare.json")]
+    #[arg(
+        long,
+        env = "TRAINER_COMPARE_REPORT",
+        default_value = "reports/compare.json"
+    )]
     pub report: PathBuf,
 }
 
@@ -155,8 +160,15 @@ pub struct SplitArgs {
 }
 
 fn parse_alpha(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if v.is_finite() && v > 0.0 { Ok(v) } else { Err(format!("{s:?} must be a finite number above 0")) }
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} must be a finite number above 0"))
+    }
 }
 
 fn parse_threads(s: &str) -> Result<usize, String> {
@@ -184,7 +196,8 @@ fn config(d: &DataArgs, m: &ModelArgs, name: &str) -> TrainConfig {
 
 /// All cores, or the requested number.
 pub fn resolve_threads(requested: Option<usize>) -> usize {
-    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+    requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
 /// Run a parsed command line; output goes to stdout, progress to stderr.
@@ -225,7 +238,14 @@ pub fn fit(a: &FitArgs, progress: &Progress) -> Result<FitReport, TrainError> {
         version: Some(published.version.clone()),
     }
     .to_string();
-    let r = FitReport::new(&t, &prep, cfg.folds, &cfg.alphas, cfg.seed, Some((uri, published.version)));
+    let r = FitReport::new(
+        &t,
+        &prep,
+        cfg.folds,
+        &cfg.alphas,
+        cfg.seed,
+        Some((uri, published.version)),
+    );
     if let Some(path) = &a.report {
         report::write_json(path, &r)?;
     }
@@ -249,9 +269,19 @@ pub fn compare(a: &CompareArgs, progress: &Progress) -> Result<CompareReport, Tr
     let identical = seq.model.coef == par.model.coef && seq.model.intercept == par.model.intercept;
     let mut rows: Vec<CompareRow> = ORIGINAL
         .iter()
-        .map(|(v, acc, s)| CompareRow { version: (*v).to_string(), accuracy: *acc, seconds: *s, measured: false })
+        .map(|(v, acc, s)| CompareRow {
+            version: (*v).to_string(),
+            accuracy: *acc,
+            seconds: *s,
+            measured: false,
+        })
         .collect();
-    rows.push(CompareRow { version: "rust: seq (1 thread)".into(), accuracy: seq.eval.accuracy, seconds: seq.fit_seconds(), measured: true });
+    rows.push(CompareRow {
+        version: "rust: seq (1 thread)".into(),
+        accuracy: seq.eval.accuracy,
+        seconds: seq.fit_seconds(),
+        measured: true,
+    });
     rows.push(CompareRow {
         version: format!("rust: par ({threads} threads)"),
         accuracy: par.eval.accuracy,
@@ -279,18 +309,31 @@ pub fn generate(a: &GenerateArgs) -> Result<(), TrainError> {
         return Err(TrainError::param("--features", "need at least 1 feature"));
     }
     if a.rows < a.classes {
-        return Err(TrainError::param("--rows", format!("need at least one row per class ({})", a.classes)));
+        return Err(TrainError::param(
+            "--rows",
+            format!("need at least one row per class ({})", a.classes),
+        ));
     }
-    let spec = GenerateSpec { rows: a.rows, features: a.features, classes: a.classes, seed: a.seed };
+    let spec = GenerateSpec {
+        rows: a.rows,
+        features: a.features,
+        classes: a.classes,
+        seed: a.seed,
+    };
     write_with(&a.out, |w| data::generate(&spec, w))
 }
 
-fn write_with(path: &Path, f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>) -> Result<(), TrainError> {
+fn write_with(
+    path: &Path,
+    f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), TrainError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| TrainError::io("create directory", dir.display(), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TrainError::io("create directory", dir.display(), e))?;
     }
     let tmp = report::tmp_path(path);
-    let file = std::fs::File::create(&tmp).map_err(|e| TrainError::io("create", tmp.display(), e))?;
+    let file =
+        std::fs::File::create(&tmp).map_err(|e| TrainError::io("create", tmp.display(), e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let done = f(&mut w).and_then(|()| std::io::Write::flush(&mut w));
     drop(w);
@@ -307,7 +350,10 @@ fn write_with(path: &Path, f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>
 /// `trainer split`.
 pub fn split(a: &SplitArgs) -> Result<(), TrainError> {
     if !(a.data.test_fraction > 0.0 && a.data.test_fraction < 1.0) {
-        return Err(TrainError::param("--test-fraction", "must be between 0 and 1"));
+        return Err(TrainError::param(
+            "--test-fraction",
+            "must be between 0 and 1",
+        ));
     }
     let d = data::load(&a.data.data, &a.data.label)?;
     data::check_classes(&d, &a.data.label)?;

@@ -158,7 +158,10 @@ fn parse_csv(mut r: impl BufRead, src: &str, label: &str) -> Result<Parsed, Trai
     let read_err = |e: std::io::Error| TrainError::io("read", src, e);
     let mut line = Vec::with_capacity(4096);
     if r.read_until(b'\n', &mut line).map_err(read_err)? == 0 {
-        return Err(TrainError::data(src, "empty file (expected a header line naming the columns)"));
+        return Err(TrainError::data(
+            src,
+            "empty file (expected a header line naming the columns)",
+        ));
     }
     strip_eol(&mut line);
     let header = std::str::from_utf8(&line)
@@ -170,7 +173,10 @@ fn parse_csv(mut r: impl BufRead, src: &str, label: &str) -> Result<Parsed, Trai
             "no header: the first line is empty (expected column names)",
         ));
     }
-    let names: Vec<String> = header.split(',').map(|s| unquote(s.trim()).to_string()).collect();
+    let names: Vec<String> = header
+        .split(',')
+        .map(|s| unquote(s.trim()).to_string())
+        .collect();
     if names.iter().all(|n| n.parse::<f64>().is_ok()) {
         return Err(TrainError::at_line(
             src,
@@ -181,7 +187,13 @@ fn parse_csv(mut r: impl BufRead, src: &str, label: &str) -> Result<Parsed, Trai
     let mut seen = HashMap::new();
     for (i, n) in names.iter().enumerate() {
         if n.is_empty() {
-            return Err(TrainError::at_cell(src, 1, i + 1, "header", "empty column name"));
+            return Err(TrainError::at_cell(
+                src,
+                1,
+                i + 1,
+                "header",
+                "empty column name",
+            ));
         }
         if let Some(first) = seen.insert(n.as_str(), i) {
             return Err(TrainError::at_cell(
@@ -207,7 +219,11 @@ fn parse_csv(mut r: impl BufRead, src: &str, label: &str) -> Result<Parsed, Trai
     })?;
     let ncols = names.len();
     if ncols < 2 {
-        return Err(TrainError::at_line(src, 1, "no feature columns besides the label"));
+        return Err(TrainError::at_line(
+            src,
+            1,
+            "no feature columns besides the label",
+        ));
     }
     let n_features = ncols - 1;
     let feature_names: Vec<String> = names
@@ -247,7 +263,13 @@ fn parse_csv(mut r: impl BufRead, src: &str, label: &str) -> Result<Parsed, Trai
             if col == label_col {
                 let l = unquote(field);
                 if l.is_empty() {
-                    return Err(TrainError::at_cell(src, line_no, col + 1, &names[col], "missing label"));
+                    return Err(TrainError::at_cell(
+                        src,
+                        line_no,
+                        col + 1,
+                        &names[col],
+                        "missing label",
+                    ));
                 }
                 let id = match label_ids.get(l) {
                     Some(&id) => id,
@@ -261,7 +283,13 @@ fn parse_csv(mut r: impl BufRead, src: &str, label: &str) -> Result<Parsed, Trai
                 raw_labels.push(id);
             } else {
                 if field.is_empty() {
-                    return Err(TrainError::at_cell(src, line_no, col + 1, &names[col], "missing value"));
+                    return Err(TrainError::at_cell(
+                        src,
+                        line_no,
+                        col + 1,
+                        &names[col],
+                        "missing value",
+                    ));
                 }
                 match field.parse::<f64>() {
                     Ok(v) if v.is_finite() => values.push(v),
@@ -388,8 +416,13 @@ pub fn stratified_split(y: &[usize], n_classes: usize, test_fraction: f64, seed:
     let mut test = Vec::new();
     for rows in &mut by_class {
         rng.shuffle(rows);
-        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let n_test = ((test_fraction * rows.len() as f64).round() as usize).min(rows.len().saturating_sub(1));
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let n_test = ((test_fraction * rows.len() as f64).round() as usize)
+            .min(rows.len().saturating_sub(1));
         test.extend_from_slice(&rows[..n_test]);
         train.extend_from_slice(&rows[n_test..]);
     }
@@ -503,18 +536,31 @@ pub fn generate(spec: &GenerateSpec, mut out: impl Write) -> std::io::Result<()>
     let f = spec.features;
     let k = spec.classes;
     let mut rng = Rng::new(spec.seed);
-    let informative = (f / 2).max(1).min(f);
+    // Enough informative dimensions for every class to get its own hypercube vertex.
+    let bits = usize::BITS as usize - (k.max(2) - 1).leading_zeros() as usize;
+    let informative = (f / 2).max(bits).max(1).min(f);
     let redundant = (f - informative) / 2;
-    let class_sep = 1.0;
+    let class_sep = 1.5;
     let centroids: Vec<Vec<f64>> = (0..k)
-        .map(|_| {
+        .map(|c| {
             (0..informative)
-                .map(|_| if rng.next_u64() & 1 == 1 { class_sep } else { -class_sep })
+                .map(|j| {
+                    let bit = if j < bits {
+                        (c >> j) & 1 == 1
+                    } else {
+                        rng.next_u64() & 1 == 1
+                    };
+                    if bit { class_sep } else { -class_sep }
+                })
                 .collect()
         })
         .collect();
     let mix: Vec<Vec<f64>> = (0..redundant)
-        .map(|_| (0..informative).map(|_| rng.uniform() * 2.0 - 1.0).collect())
+        .map(|_| {
+            (0..informative)
+                .map(|_| rng.uniform() * 2.0 - 1.0)
+                .collect()
+        })
         .collect();
     let header: Vec<String> = (0..f).map(|i| format!("f{i}")).collect();
     writeln!(out, "{},label", header.join(","))?;
@@ -531,7 +577,11 @@ pub fn generate(spec: &GenerateSpec, mut out: impl Write) -> std::io::Result<()>
         for v in &mut row[informative + redundant..] {
             *v = rng.normal();
         }
-        let label = if rng.uniform() < 0.01 { rng.below(k) } else { class };
+        let label = if rng.uniform() < 0.01 {
+            rng.below(k)
+        } else {
+            class
+        };
         line.clear();
         for v in &row {
             use std::fmt::Write as _;
@@ -571,13 +621,23 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_column() {
-        let e = parse_str("a,b,label\n1,2,0\n1,x,1\n").expect_err("bad").to_string();
-        assert!(e.contains("line 3, column 2 (b)") && e.contains("non-numeric"), "{e}");
+        let e = parse_str("a,b,label\n1,2,0\n1,x,1\n")
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            e.contains("line 3, column 2 (b)") && e.contains("non-numeric"),
+            "{e}"
+        );
         let e = parse_str("a,b,label\n1,,0\n").expect_err("bad").to_string();
-        assert!(e.contains("line 2, column 2 (b)") && e.contains("missing value"), "{e}");
+        assert!(
+            e.contains("line 2, column 2 (b)") && e.contains("missing value"),
+            "{e}"
+        );
         let e = parse_str("a,b,label\n1,2\n").expect_err("bad").to_string();
         assert!(e.contains("line 2") && e.contains("ragged"), "{e}");
-        let e = parse_str("a,b,label\n1,NaN,0\n").expect_err("bad").to_string();
+        let e = parse_str("a,b,label\n1,NaN,0\n")
+            .expect_err("bad")
+            .to_string();
         assert!(e.contains("column 2"), "{e}");
         let e = parse_str("").expect_err("bad").to_string();
         assert!(e.contains("empty file"), "{e}");
@@ -632,7 +692,12 @@ mod tests {
 
     #[test]
     fn generator_is_seeded() {
-        let spec = GenerateSpec { rows: 50, features: 6, classes: 3, seed: 7 };
+        let spec = GenerateSpec {
+            rows: 50,
+            features: 6,
+            classes: 3,
+            seed: 7,
+        };
         let mut a = Vec::new();
         let mut b = Vec::new();
         generate(&spec, &mut a).expect("write");

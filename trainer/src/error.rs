@@ -74,7 +74,13 @@ impl TrainError {
     }
 
     /// A data error at a line and (1-based) column of a file; `name` is the column's header.
-    pub fn at_cell(file: &str, line: usize, column: usize, name: &str, message: impl Into<String>) -> Self {
+    pub fn at_cell(
+        file: &str,
+        line: usize,
+        column: usize,
+        name: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Data {
             location: format!("{file}: line {line}, column {column} ({name})"),
             message: message.into(),

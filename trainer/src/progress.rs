@@ -22,9 +22,11 @@ impl Progress {
     pub fn auto() -> Self {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(0);
-            let style = ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} fits {elapsed_precise}")
-                .map(|s| s.progress_chars("=> "))
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(
+                "{msg:>18} [{bar:40}] {pos}/{len} fits {elapsed_precise}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             Self::with(Some(bar), false)
         } else {

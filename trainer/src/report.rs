@@ -71,7 +71,14 @@ pub struct FitReport {
 
 impl FitReport {
     /// Assemble the report of a training run.
-    pub fn new(t: &Trained, p: &Prepared, folds: usize, alphas: &[f64], seed: u64, published: Option<(String, String)>) -> Self {
+    pub fn new(
+        t: &Trained,
+        p: &Prepared,
+        folds: usize,
+        alphas: &[f64],
+        seed: u64,
+        published: Option<(String, String)>,
+    ) -> Self {
         let (model_uri, version) = match published {
             Some((u, v)) => (Some(u), Some(v)),
             None => (None, None),
@@ -79,7 +86,13 @@ impl FitReport {
         Self {
             mode: t.mode,
             threads: t.threads,
-            solver: t.artifact.training.get("solver").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+            solver: t
+                .artifact
+                .training
+                .get("solver")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
             accuracy: t.eval.accuracy,
             macro_f1: t.eval.macro_f1,
             fit_seconds: t.fit_seconds(),
@@ -111,7 +124,11 @@ impl FitReport {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "trainer fit: {} mode, {} thread(s), solver {}", self.mode, self.threads, self.solver);
+        let _ = writeln!(
+            s,
+            "trainer fit: {} mode, {} thread(s), solver {}",
+            self.mode, self.threads, self.solver
+        );
         let _ = writeln!(
             s,
             "data: {} training rows, {} holdout rows, {} features, {} classes",
@@ -121,32 +138,69 @@ impl FitReport {
             self.classes.len()
         );
         if !self.cv_scores.is_empty() {
-            let _ = writeln!(s, "\n{:>12}  {:>8}  fold scores ({} folds)", "alpha", "cv mean", self.folds);
+            let _ = writeln!(
+                s,
+                "\n{:>12}  {:>8}  fold scores ({} folds)",
+                "alpha", "cv mean", self.folds
+            );
             for c in &self.cv_scores {
                 let folds: Vec<String> = c.fold_scores.iter().map(|v| format!("{v:.4}")).collect();
-                let mark = if c.alpha == self.alpha { " <- chosen" } else { "" };
-                let _ = writeln!(s, "{:>12}  {:>8.4}  {}{mark}", fmt_alpha(c.alpha), c.mean, folds.join(" "));
+                let mark = if c.alpha == self.alpha {
+                    " <- chosen"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    s,
+                    "{:>12}  {:>8.4}  {}{mark}",
+                    fmt_alpha(c.alpha),
+                    c.mean,
+                    folds.join(" ")
+                );
             }
         }
-        let _ = writeln!(s, "\n{:>10}  {:>9}  {:>6}  {:>6}  {:>7}", "class", "precision", "recall", "f1", "support");
+        let _ = writeln!(
+            s,
+            "\n{:>10}  {:>9}  {:>6}  {:>6}  {:>7}",
+            "class", "precision", "recall", "f1", "support"
+        );
         for c in &self.per_class {
-            let _ = writeln!(s, "{:>10}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}", c.class, c.precision, c.recall, c.f1, c.support);
+            let _ = writeln!(
+                s,
+                "{:>10}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}",
+                c.class, c.precision, c.recall, c.f1, c.support
+            );
         }
         let _ = writeln!(s, "\nconfusion matrix (rows: true, columns: predicted)");
         for (i, row) in self.confusion_matrix.iter().enumerate() {
             let cells: Vec<String> = row.iter().map(|v| format!("{v:>4}")).collect();
-            let _ = writeln!(s, "{:>10} {}", self.classes.get(i).map_or("", String::as_str), cells.join(""));
+            let _ = writeln!(
+                s,
+                "{:>10} {}",
+                self.classes.get(i).map_or("", String::as_str),
+                cells.join("")
+            );
         }
         let _ = writeln!(s);
         let _ = writeln!(s, "{:<22}{:.4}", "holdout accuracy", self.accuracy);
         let _ = writeln!(s, "{:<22}{:.4}", "macro F1", self.macro_f1);
-        let _ = writeln!(s, "{:<22}{} (C = {})", "alpha", fmt_alpha(self.alpha), fmt_alpha(1.0 / self.alpha));
+        let _ = writeln!(
+            s,
+            "{:<22}{} (C = {})",
+            "alpha",
+            fmt_alpha(self.alpha),
+            fmt_alpha(1.0 / self.alpha)
+        );
         let _ = writeln!(
             s,
             "{:<22}{:.3} s (cv {:.3} s + refit {:.3} s; load {:.3} s)",
             "fit time", self.fit_seconds, self.cv_seconds, self.refit_seconds, self.load_seconds
         );
-        let _ = writeln!(s, "{:<22}{} iterations, converged: {}", "refit", self.iterations, self.converged);
+        let _ = writeln!(
+            s,
+            "{:<22}{} iterations, converged: {}",
+            "refit", self.iterations, self.converged
+        );
         let _ = writeln!(s, "{:<22}{}", "model id", self.model_id);
         if let Some(u) = &self.model_uri {
             let _ = writeln!(s, "{:<22}{}", "model uri", u);
@@ -156,7 +210,11 @@ impl FitReport {
 }
 
 fn fmt_alpha(a: f64) -> String {
-    if (1e-3..1e4).contains(&a) { format!("{a}") } else { format!("{a:e}") }
+    if (1e-3..1e4).contains(&a) {
+        format!("{a}")
+    } else {
+        format!("{a:e}")
+    }
 }
 
 /// One row of the `compare` table.
@@ -195,11 +253,27 @@ impl CompareReport {
         let mut s = String::new();
         let _ = writeln!(s, "{:<40} {:>9} {:>10}", "version", "accuracy", "time (s)");
         for r in &self.rows {
-            let note = if r.measured { "" } else { "  (original, as reported)" };
-            let _ = writeln!(s, "{:<40} {:>9.4} {:>10.3}{note}", r.version, r.accuracy, r.seconds);
+            let note = if r.measured {
+                ""
+            } else {
+                "  (original, as reported)"
+            };
+            let _ = writeln!(
+                s,
+                "{:<40} {:>9.4} {:>10.3}{note}",
+                r.version, r.accuracy, r.seconds
+            );
         }
-        let _ = writeln!(s, "\nspeedup par/seq: {:.2}x on {} threads", self.speedup, self.threads);
-        let _ = writeln!(s, "bit-identical model in seq and par: {}", if self.identical { "yes" } else { "NO" });
+        let _ = writeln!(
+            s,
+            "\nspeedup par/seq: {:.2}x on {} threads",
+            self.speedup, self.threads
+        );
+        let _ = writeln!(
+            s,
+            "bit-identical model in seq and par: {}",
+            if self.identical { "yes" } else { "NO" }
+        );
         s
     }
 }
@@ -222,7 +296,8 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError>
 /// Write bytes to `path` whole: temporary file beside it, then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| TrainError::io("create directory", dir.display(), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TrainError::io("create directory", dir.display(), e))?;
     }
     let tmp = tmp_path(path);
     std::fs::write(&tmp, bytes).map_err(|e| TrainError::io("write", tmp.display(), e))?;
@@ -234,7 +309,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
 
 /// A temporary name beside `path`.
 pub fn tmp_path(path: &Path) -> std::path::PathBuf {
-    let mut name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)
 }

@@ -16,7 +16,10 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
+use argmin::core::{
+    CostFunction, Executor, Gradient, IterState, KV, Problem as ArgminProblem, Solver, State,
+    TerminationReason, TerminationStatus,
+};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use linfa::dataset::{DatasetBase, Records};
@@ -99,7 +102,8 @@ impl LogisticParams {
         self
     }
 
-    /// Stop when the L2 norm of the (mean) gradient falls below this (default 1e-4).
+    /// Stop when every component of the (mean) gradient is at most this in absolute value,
+    /// scikit-learn's rule for lbfgs (default 1e-4).
     #[must_use]
     pub fn tol(mut self, tol: f64) -> Self {
         self.0.tol = tol;
@@ -129,10 +133,16 @@ impl ParamGuard for LogisticParams {
     fn check_ref(&self) -> Result<&Self::Checked, Self::Error> {
         let p = &self.0;
         if !(p.alpha.is_finite() && p.alpha >= 0.0) {
-            return Err(TrainError::param("--alphas", format!("{} is not a finite non-negative number", p.alpha)));
+            return Err(TrainError::param(
+                "--alphas",
+                format!("{} is not a finite non-negative number", p.alpha),
+            ));
         }
         if !(p.tol.is_finite() && p.tol > 0.0) {
-            return Err(TrainError::param("--tol", format!("{} is not a finite positive number", p.tol)));
+            return Err(TrainError::param(
+                "--tol",
+                format!("{} is not a finite positive number", p.tol),
+            ));
         }
         if p.max_iter == 0 {
             return Err(TrainError::param("--max-iter", "must be at least 1"));
@@ -241,7 +251,11 @@ impl<'a> Objective<'a> {
             x: records.x,
             rows: records.rows,
             y: labels.y,
-            k: if labels.n_classes == 2 { 1 } else { labels.n_classes },
+            k: if labels.n_classes == 2 {
+                1
+            } else {
+                labels.n_classes
+            },
             alpha,
             parallel,
         }
@@ -261,7 +275,10 @@ impl<'a> Objective<'a> {
         let n = self.n();
         let n_chunks = n.div_ceil(CHUNK_ROWS);
         let partials: Vec<Partial> = if self.parallel && n_chunks > 1 {
-            (0..n_chunks).into_par_iter().map(|c| self.chunk(c, w)).collect()
+            (0..n_chunks)
+                .into_par_iter()
+                .map(|c| self.chunk(c, w))
+                .collect()
         } else {
             (0..n_chunks).map(|c| self.chunk(c, w)).collect()
         };
@@ -306,7 +323,8 @@ impl<'a> Objective<'a> {
                         None => buf.extend(r.iter()),
                     }
                 }
-                gathered = Array2::from_shape_vec((m, f), buf).unwrap_or_else(|_| Array2::zeros((m, f)));
+                gathered =
+                    Array2::from_shape_vec((m, f), buf).unwrap_or_else(|_| Array2::zeros((m, f)));
                 gathered.view()
             }
         };
@@ -314,7 +332,9 @@ impl<'a> Objective<'a> {
             None => self.y[start + i],
             Some(rows) => self.y[rows[start + i]],
         };
-        let wv = ArrayView2::from_shape((k, f), &w[..k * f]).unwrap_or_else(|_| ArrayView2::from_shape((0, 0), &[]).unwrap_or_else(|_| unreachable!()));
+        let wv = ArrayView2::from_shape((k, f), &w[..k * f]).unwrap_or_else(|_| {
+            ArrayView2::from_shape((0, 0), &[]).unwrap_or_else(|_| unreachable!())
+        });
         let b = &w[k * f..];
         // scores (m x k); turned in place into d(loss)/d(score).
         let mut d = xc.dot(&wv.t());
@@ -326,7 +346,11 @@ impl<'a> Objective<'a> {
                 let t = row[0] + b[0];
                 let yv = if yi == 1 { 1.0 } else { 0.0 };
                 // log(1 + e^t) - y t, stably
-                let softplus = if t > 0.0 { t + (-t).exp().ln_1p() } else { t.exp().ln_1p() };
+                let softplus = if t > 0.0 {
+                    t + (-t).exp().ln_1p()
+                } else {
+                    t.exp().ln_1p()
+                };
                 loss += softplus - yv * t;
                 let di = model::classifier::sigmoid(t) - yv;
                 row[0] = di;
@@ -337,14 +361,17 @@ impl<'a> Objective<'a> {
                     *s += bj;
                     max = max.max(*s);
                 }
+                // One exp per score: keep e^(s - max), then normalise.
+                let sy = row[yi];
                 let mut sum = 0.0;
-                for s in &row {
-                    sum += (s - max).exp();
+                for s in row.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
                 }
-                let lse = max + sum.ln();
-                loss += lse - row[yi];
+                loss += max + sum.ln() - sy;
+                let inv = 1.0 / sum;
                 for (j, s) in row.iter_mut().enumerate() {
-                    let p = (*s - lse).exp();
+                    let p = *s * inv;
                     *s = if j == yi { p - 1.0 } else { p };
                     gb[j] += *s;
                 }
@@ -358,21 +385,67 @@ impl<'a> Objective<'a> {
     }
 }
 
+/// L-BFGS with scikit-learn's stopping rule added: converged when every component of the
+/// gradient is at most `tol` in absolute value (scipy's `pgtol`).
+struct MaxAbsGrad<S> {
+    inner: S,
+    tol: f64,
+}
+
+type Iter = IterState<Array1<f64>, Array1<f64>, (), (), (), f64>;
+
+impl<O, S: Solver<O, Iter>> Solver<O, Iter> for MaxAbsGrad<S> {
+    fn name(&self) -> &str {
+        "L-BFGS (max-abs gradient test)"
+    }
+
+    fn init(
+        &mut self,
+        problem: &mut ArgminProblem<O>,
+        state: Iter,
+    ) -> Result<(Iter, Option<KV>), argmin::core::Error> {
+        self.inner.init(problem, state)
+    }
+
+    fn next_iter(
+        &mut self,
+        problem: &mut ArgminProblem<O>,
+        state: Iter,
+    ) -> Result<(Iter, Option<KV>), argmin::core::Error> {
+        self.inner.next_iter(problem, state)
+    }
+
+    fn terminate(&mut self, state: &Iter) -> TerminationStatus {
+        if let Some(g) = state.get_gradient()
+            && g.iter().all(|v| v.abs() <= self.tol)
+        {
+            return TerminationStatus::Terminated(TerminationReason::SolverConverged);
+        }
+        self.inner.terminate(state)
+    }
+}
+
+/// A point, its cost and its gradient.
+type Evaluated = (Array1<f64>, f64, Array1<f64>);
+
 /// argmin's view of the objective; caches the last evaluation because L-BFGS and the line
 /// search ask for cost and gradient at the same point separately.
 struct Problem<'a> {
     obj: Objective<'a>,
-    cache: Mutex<Option<(Array1<f64>, f64, Array1<f64>)>>,
+    cache: Mutex<Option<Evaluated>>,
     evals: AtomicUsize,
 }
 
 impl Problem<'_> {
     fn eval(&self, p: &Array1<f64>) -> (f64, Array1<f64>) {
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((cp, c, g)) = cache.as_ref() {
-            if cp == p {
-                return (*c, g.clone());
-            }
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cp, c, g)) = cache.as_ref()
+            && cp == p
+        {
+            return (*c, g.clone());
         }
         self.evals.fetch_add(1, Ordering::Relaxed);
         let w = p.as_slice().map_or_else(|| p.to_vec(), <[f64]>::to_vec);
@@ -421,7 +494,11 @@ impl<'a> Fit<Rows<'a>, Labels<'a>, TrainError> for ValidLogisticParams {
 }
 
 impl ValidLogisticParams {
-    fn fit_lbfgs<'a>(&self, records: Rows<'a>, labels: Labels<'a>) -> Result<LinearModel, TrainError> {
+    fn fit_lbfgs<'a>(
+        &self,
+        records: Rows<'a>,
+        labels: Labels<'a>,
+    ) -> Result<LinearModel, TrainError> {
         let obj = Objective::new(records, labels, self.alpha, self.parallel);
         let (k, f) = (obj.k, records.x.ncols());
         let dim = obj.dim();
@@ -430,10 +507,16 @@ impl ValidLogisticParams {
             cache: Mutex::new(None),
             evals: AtomicUsize::new(0),
         };
-        let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
-            .with_tolerance_grad(self.tol)
+        // argmin's own gradient test (L2 norm) is switched off; `MaxAbsGrad` applies
+        // scikit-learn's (max |g_i| <= tol), so `--tol` means what sklearn's `tol` means.
+        let lbfgs = LBFGS::new(MoreThuenteLineSearch::new(), 10)
+            .with_tolerance_grad(0.0)
             .and_then(|s| s.with_tolerance_cost(64.0 * f64::EPSILON))
             .map_err(|e| TrainError::Solver(e.to_string()))?;
+        let solver = MaxAbsGrad {
+            inner: lbfgs,
+            tol: self.tol,
+        };
         let res = Executor::new(problem, solver)
             .configure(|st| st.param(Array1::zeros(dim)).max_iters(self.max_iter))
             .ctrlc(false)
@@ -443,19 +526,29 @@ impl ValidLogisticParams {
         let state = res.state();
         let iterations = state.get_iter();
         let status = state.get_termination_status().clone();
-        let converged = matches!(status, TerminationStatus::Terminated(TerminationReason::SolverConverged));
+        let converged = matches!(
+            status,
+            TerminationStatus::Terminated(TerminationReason::SolverConverged)
+        );
         let termination = status.to_string();
-        let evaluations = res.problem.problem.as_ref().map_or(0, |p| p.evals.load(Ordering::Relaxed));
+        let evaluations = res
+            .problem
+            .problem
+            .as_ref()
+            .map_or(0, |p| p.evals.load(Ordering::Relaxed));
         let params = state
             .get_best_param()
             .or_else(|| state.get_param())
             .cloned()
             .unwrap_or_else(|| Array1::zeros(dim));
         let flat = params.to_vec();
-        let coef = Array2::from_shape_vec((k, f), flat[..k * f].to_vec()).map_err(|e| TrainError::Solver(e.to_string()))?;
+        let coef = Array2::from_shape_vec((k, f), flat[..k * f].to_vec())
+            .map_err(|e| TrainError::Solver(e.to_string()))?;
         let intercept = Array1::from(flat[k * f..].to_vec());
         if coef.iter().chain(intercept.iter()).any(|v| !v.is_finite()) {
-            return Err(TrainError::Solver("the fit diverged (non-finite coefficients)".into()));
+            return Err(TrainError::Solver(
+                "the fit diverged (non-finite coefficients)".into(),
+            ));
         }
         Ok(LinearModel {
             coef,
@@ -467,9 +560,15 @@ impl ValidLogisticParams {
         })
     }
 
-    fn fit_linfa<'a>(&self, records: Rows<'a>, labels: Labels<'a>) -> Result<LinearModel, TrainError> {
+    fn fit_linfa<'a>(
+        &self,
+        records: Rows<'a>,
+        labels: Labels<'a>,
+    ) -> Result<LinearModel, TrainError> {
         let f = records.x.ncols();
-        let idx: Vec<usize> = records.rows.map_or_else(|| (0..records.x.nrows()).collect(), <[usize]>::to_vec);
+        let idx: Vec<usize> = records
+            .rows
+            .map_or_else(|| (0..records.x.nrows()).collect(), <[usize]>::to_vec);
         let x = records.x.select(Axis(0), &idx);
         let y: Array1<usize> = idx.iter().map(|&i| labels.y[i]).collect();
         // linfa's objective is the *sum* of losses, so its gradient is n times ours.
@@ -483,8 +582,16 @@ impl ValidLogisticParams {
                 .gradient_tolerance(tol)
                 .fit(&ds)?;
             // linfa's positive class is the more frequent one; ours is class 1.
-            let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
-            let coef = fitted.params().mapv(|v| sign * v).into_shape_with_order((1, f)).map_err(|e| TrainError::Solver(e.to_string()))?;
+            let sign = if fitted.labels().pos.class == 1 {
+                1.0
+            } else {
+                -1.0
+            };
+            let coef = fitted
+                .params()
+                .mapv(|v| sign * v)
+                .into_shape_with_order((1, f))
+                .map_err(|e| TrainError::Solver(e.to_string()))?;
             Ok(LinearModel {
                 coef,
                 intercept: Array1::from(vec![sign * fitted.intercept()]),
@@ -500,7 +607,9 @@ impl ValidLogisticParams {
                 .gradient_tolerance(tol)
                 .fit(&ds)?;
             if fitted.classes() != (0..labels.n_classes).collect::<Vec<_>>().as_slice() {
-                return Err(TrainError::Solver("linfa-logistic: some class has no training rows".into()));
+                return Err(TrainError::Solver(
+                    "linfa-logistic: some class has no training rows".into(),
+                ));
             }
             Ok(LinearModel {
                 coef: fitted.params().t().to_owned(),
@@ -515,7 +624,11 @@ impl ValidLogisticParams {
 }
 
 /// Fit `params` on `records` / `labels` (a shorthand for building a linfa dataset).
-pub fn fit<'a>(params: &LogisticParams, records: Rows<'a>, labels: Labels<'a>) -> Result<LinearModel, TrainError> {
+pub fn fit<'a>(
+    params: &LogisticParams,
+    records: Rows<'a>,
+    labels: Labels<'a>,
+) -> Result<LinearModel, TrainError> {
     params.fit(&DatasetBase::new(records, labels))
 }
 
@@ -526,7 +639,16 @@ mod tests {
 
     fn toy(classes: usize, rows: usize) -> (Array2<f64>, Vec<usize>) {
         let mut buf = Vec::new();
-        generate(&GenerateSpec { rows, features: 6, classes, seed: 3 }, &mut buf).expect("gen");
+        generate(
+            &GenerateSpec {
+                rows,
+                features: 6,
+                classes,
+                seed: 3,
+            },
+            &mut buf,
+        )
+        .expect("gen");
         let mut d = parse(buf.as_slice(), "toy", "label").expect("parse");
         let s = fit_scaler(d.x.view());
         apply_scaler(d.x.view_mut(), &s);
@@ -552,8 +674,21 @@ mod tests {
             let (x, y) = toy(classes, 1100); // 3 chunks
             let rows: Vec<usize> = (0..1100).rev().step_by(2).collect();
             for subset in [None, Some(rows.as_slice())] {
-                let obj = Objective::new(Rows { x: x.view(), rows: subset }, Labels { y: &y, n_classes: classes }, 0.7, false);
-                let w: Vec<f64> = (0..obj.dim()).map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0).collect();
+                let obj = Objective::new(
+                    Rows {
+                        x: x.view(),
+                        rows: subset,
+                    },
+                    Labels {
+                        y: &y,
+                        n_classes: classes,
+                    },
+                    0.7,
+                    false,
+                );
+                let w: Vec<f64> = (0..obj.dim())
+                    .map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0)
+                    .collect();
                 let (_, g) = obj.eval(&w);
                 for (a, b) in g.iter().zip(numeric_grad(&obj, &w)) {
                     assert!((a - b).abs() < 1e-6, "{a} vs {b}");
@@ -565,11 +700,34 @@ mod tests {
     #[test]
     fn parallel_chunks_are_bit_identical() {
         let (x, y) = toy(3, 3000);
-        let labels = Labels { y: &y, n_classes: 3 };
-        let seq = fit(&LogisticParams::default(), Rows { x: x.view(), rows: None }, labels).expect("fit");
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
+        let labels = Labels {
+            y: &y,
+            n_classes: 3,
+        };
+        let seq = fit(
+            &LogisticParams::default(),
+            Rows {
+                x: x.view(),
+                rows: None,
+            },
+            labels,
+        )
+        .expect("fit");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
         let par = pool
-            .install(|| fit(&LogisticParams::default().parallel(true), Rows { x: x.view(), rows: None }, labels))
+            .install(|| {
+                fit(
+                    &LogisticParams::default().parallel(true),
+                    Rows {
+                        x: x.view(),
+                        rows: None,
+                    },
+                    labels,
+                )
+            })
             .expect("fit");
         assert_eq!(seq, par);
         assert!(seq.converged, "{}", seq.termination);
@@ -578,23 +736,43 @@ mod tests {
     #[test]
     fn both_solvers_agree_on_a_binary_problem() {
         let (x, y) = toy(2, 400);
-        let r = Rows { x: x.view(), rows: None };
-        let l = Labels { y: &y, n_classes: 2 };
+        let r = Rows {
+            x: x.view(),
+            rows: None,
+        };
+        let l = Labels {
+            y: &y,
+            n_classes: 2,
+        };
         let p = LogisticParams::default().alpha(1.0).tol(1e-9);
         let ours = fit(&p, r, l).expect("ours");
         let theirs = fit(&p.clone().solver(SolverKind::Linfa), r, l).expect("linfa");
-        for (a, b) in ours.coef.iter().chain(&ours.intercept).zip(theirs.coef.iter().chain(&theirs.intercept)) {
+        for (a, b) in ours
+            .coef
+            .iter()
+            .chain(&ours.intercept)
+            .zip(theirs.coef.iter().chain(&theirs.intercept))
+        {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
         let all: Vec<usize> = (0..y.len()).collect();
-        assert_eq!(ours.predict_rows(x.view(), &all), theirs.predict_rows(x.view(), &all));
+        assert_eq!(
+            ours.predict_rows(x.view(), &all),
+            theirs.predict_rows(x.view(), &all)
+        );
     }
 
     #[test]
     fn bad_params_are_errors() {
         let (x, y) = toy(2, 20);
-        let r = Rows { x: x.view(), rows: None };
-        let l = Labels { y: &y, n_classes: 2 };
+        let r = Rows {
+            x: x.view(),
+            rows: None,
+        };
+        let l = Labels {
+            y: &y,
+            n_classes: 2,
+        };
         assert!(fit(&LogisticParams::default().alpha(f64::NAN), r, l).is_err());
         assert!(fit(&LogisticParams::default().tol(0.0), r, l).is_err());
         assert!(fit(&LogisticParams::default().max_iter(0), r, l).is_err());

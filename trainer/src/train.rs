@@ -73,17 +73,29 @@ impl TrainConfig {
             return Err(TrainError::param("--alphas", "give at least one value"));
         }
         if let Some(a) = self.alphas.iter().find(|a| !(a.is_finite() && **a > 0.0)) {
-            return Err(TrainError::param("--alphas", format!("{a} is not a finite positive number")));
+            return Err(TrainError::param(
+                "--alphas",
+                format!("{a} is not a finite positive number"),
+            ));
         }
         if self.alphas.len() > 1 && self.folds < 2 {
-            return Err(TrainError::param("--folds", format!("{} folds cannot cross-validate; use at least 2", self.folds)));
+            return Err(TrainError::param(
+                "--folds",
+                format!("{} folds cannot cross-validate; use at least 2", self.folds),
+            ));
         }
         if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            return Err(TrainError::param("--test-fraction", format!("{} is not between 0 and 1", self.test_fraction)));
+            return Err(TrainError::param(
+                "--test-fraction",
+                format!("{} is not between 0 and 1", self.test_fraction),
+            ));
         }
         model::artifact::check_name(&self.name).map_err(|r| TrainError::param("--name", r))?;
         if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(TrainError::param("--tol", format!("{} is not a finite positive number", self.tol)));
+            return Err(TrainError::param(
+                "--tol",
+                format!("{} is not a finite positive number", self.tol),
+            ));
         }
         if self.max_iter == 0 {
             return Err(TrainError::param("--max-iter", "must be at least 1"));
@@ -161,13 +173,19 @@ pub fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
             if t.feature_names != feature_names {
                 return Err(TrainError::data(
                     test_uri,
-                    format!("columns differ from the training data {} (same names in the same order expected)", cfg.data),
+                    format!(
+                        "columns differ from the training data {} (same names in the same order expected)",
+                        cfg.data
+                    ),
                 ));
             }
             let mut map = Vec::with_capacity(t.classes.len());
             for c in &t.classes {
                 let i = classes.iter().position(|k| k == c).ok_or_else(|| {
-                    TrainError::data(test_uri, format!("label {c:?} does not occur in the training data"))
+                    TrainError::data(
+                        test_uri,
+                        format!("label {c:?} does not occur in the training data"),
+                    )
                 })?;
                 map.push(i);
             }
@@ -180,7 +198,10 @@ pub fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
             let mut y: Vec<usize> = perm.iter().map(|&i| y[i]).collect();
             y.extend(t.y.iter().map(|&c| map[c]));
             let mut flat = x.into_raw_vec_and_offset().0;
-            flat.extend_from_slice(t.x.as_slice().unwrap_or(&t.x.iter().copied().collect::<Vec<_>>()));
+            flat.extend_from_slice(
+                t.x.as_slice()
+                    .unwrap_or(&t.x.iter().copied().collect::<Vec<_>>()),
+            );
             let rows = flat.len() / feature_names.len();
             let x = Array2::from_shape_vec((rows, feature_names.len()), flat)
                 .map_err(|e| TrainError::Solver(e.to_string()))?;
@@ -194,7 +215,10 @@ pub fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
     }
     for (c, &n) in counts.iter().enumerate() {
         if n == 0 {
-            return Err(TrainError::data(&cfg.data, format!("class {:?} has no training rows", classes[c])));
+            return Err(TrainError::data(
+                &cfg.data,
+                format!("class {:?} has no training rows", classes[c]),
+            ));
         }
         if cfg.alphas.len() > 1 && n < cfg.folds {
             return Err(TrainError::param(
@@ -297,17 +321,31 @@ pub struct Evaluation {
 
 /// Train in `mode` with `threads` (ignored in seq mode): CV over the grid, refit, build and
 /// evaluate the artifact. `progress` reports each finished fit.
-pub fn train(p: &Prepared, cfg: &TrainConfig, mode: Mode, threads: usize, progress: &Progress) -> Result<Trained, TrainError> {
+pub fn train(
+    p: &Prepared,
+    cfg: &TrainConfig,
+    mode: Mode,
+    threads: usize,
+    progress: &Progress,
+) -> Result<Trained, TrainError> {
     match mode {
         Mode::Seq => train_in(p, cfg, Mode::Seq, 1, progress),
         Mode::Par => {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
             pool.install(|| train_in(p, cfg, Mode::Par, threads, progress))
         }
     }
 }
 
-fn train_in(p: &Prepared, cfg: &TrainConfig, mode: Mode, threads: usize, progress: &Progress) -> Result<Trained, TrainError> {
+fn train_in(
+    p: &Prepared,
+    cfg: &TrainConfig,
+    mode: Mode,
+    threads: usize,
+    progress: &Progress,
+) -> Result<Trained, TrainError> {
     let par = mode == Mode::Par;
     let n_classes = p.classes.len();
     let x = p.train_x();
@@ -339,15 +377,28 @@ fn train_in(p: &Prepared, cfg: &TrainConfig, mode: Mode, threads: usize, progres
                 (0..p.n_train).filter(|&i| !is_val[i]).collect()
             })
             .collect();
-        let tasks: Vec<(usize, usize)> = (0..cfg.alphas.len()).flat_map(|a| (0..k).map(move |f| (a, f))).collect();
+        let tasks: Vec<(usize, usize)> = (0..cfg.alphas.len())
+            .flat_map(|a| (0..k).map(move |f| (a, f)))
+            .collect();
         // Row-chunk parallelism inside a CV fit only pays when there are fewer fits than threads.
         let inner = par && tasks.len() < threads;
         let done = AtomicUsize::new(0);
         progress.start("cross-validation", tasks.len() + 1);
         let run = |&(a, f): &(usize, usize)| -> Result<f64, TrainError> {
-            let m = solver::fit(&params(cfg.alphas[a], inner), Rows { x: x.view(), rows: Some(&train_rows[f]) }, Labels { y, n_classes })?;
+            let m = solver::fit(
+                &params(cfg.alphas[a], inner),
+                Rows {
+                    x: x.view(),
+                    rows: Some(&train_rows[f]),
+                },
+                Labels { y, n_classes },
+            )?;
             let pred = m.predict_rows(x, &p.folds[f]);
-            let right = pred.iter().zip(&p.folds[f]).filter(|(pr, i)| **pr == y[**i]).count();
+            let right = pred
+                .iter()
+                .zip(&p.folds[f])
+                .filter(|(pr, i)| **pr == y[**i])
+                .count();
             progress.tick(done.fetch_add(1, Ordering::Relaxed) + 1);
             #[allow(clippy::cast_precision_loss)]
             Ok(right as f64 / p.folds[f].len().max(1) as f64)
@@ -361,7 +412,11 @@ fn train_in(p: &Prepared, cfg: &TrainConfig, mode: Mode, threads: usize, progres
             let fold_scores = scores[a * k..(a + 1) * k].to_vec();
             #[allow(clippy::cast_precision_loss)]
             let mean = fold_scores.iter().sum::<f64>() / k as f64;
-            cv.push(CvScore { alpha, fold_scores, mean });
+            cv.push(CvScore {
+                alpha,
+                fold_scores,
+                mean,
+            });
         }
         // Best mean score; ties go to the stronger penalty (the simpler model).
         let mut best = &cv[0];
@@ -390,10 +445,7 @@ fn train_in(p: &Prepared, cfg: &TrainConfig, mode: Mode, threads: usize, progres
     m.insert("macro_f1".into(), json!(eval.macro_f1));
     m.insert("n_test".into(), json!(p.n_test()));
     m.insert("confusion_matrix".into(), json!(eval.confusion));
-    m.insert(
-        "per_class".into(),
-        serde_json::to_value(&eval.per_class)?,
-    );
+    m.insert("per_class".into(), serde_json::to_value(&eval.per_class)?);
     artifact.seal();
     Ok(Trained {
         artifact,
@@ -408,7 +460,15 @@ fn train_in(p: &Prepared, cfg: &TrainConfig, mode: Mode, threads: usize, progres
     })
 }
 
-fn build_artifact(p: &Prepared, cfg: &TrainConfig, m: &LinearModel, alpha: f64, cv: &[CvScore], mode: Mode, threads: usize) -> Artifact {
+fn build_artifact(
+    p: &Prepared,
+    cfg: &TrainConfig,
+    m: &LinearModel,
+    alpha: f64,
+    cv: &[CvScore],
+    mode: Mode,
+    threads: usize,
+) -> Artifact {
     let mut training = Map::new();
     let mut put = |k: &str, v: Value| {
         training.insert(k.to_string(), v);
@@ -435,7 +495,10 @@ fn build_artifact(p: &Prepared, cfg: &TrainConfig, m: &LinearModel, alpha: f64, 
     put("n_train", json!(p.n_train));
     let mut metrics = Map::new();
     if !cv.is_empty() {
-        metrics.insert("cv_scores".into(), serde_json::to_value(cv).unwrap_or(Value::Null));
+        metrics.insert(
+            "cv_scores".into(),
+            serde_json::to_value(cv).unwrap_or(Value::Null),
+        );
         let best = cv.iter().find(|c| c.alpha == alpha).map_or(0.0, |c| c.mean);
         metrics.insert("cv_accuracy".into(), json!(best));
     }
@@ -460,7 +523,12 @@ fn build_artifact(p: &Prepared, cfg: &TrainConfig, m: &LinearModel, alpha: f64, 
 pub fn evaluate(model: &Model, p: &Prepared) -> Result<Evaluation, TrainError> {
     let k = p.classes.len();
     let mut confusion = vec![vec![0usize; k]; k];
-    for (row, &truth) in p.x.slice_axis(Axis(0), Slice::from(p.n_train..)).rows().into_iter().zip(&p.y[p.n_train..]) {
+    for (row, &truth) in
+        p.x.slice_axis(Axis(0), Slice::from(p.n_train..))
+            .rows()
+            .into_iter()
+            .zip(&p.y[p.n_train..])
+    {
         let pred = match row.as_slice() {
             Some(r) => model.predict(r)?,
             None => model.predict(&row.to_vec())?,
@@ -485,8 +553,18 @@ pub fn score(confusion: &[Vec<usize>], classes: &[String]) -> Evaluation {
             let predicted: usize = confusion.iter().map(|r| r[c]).sum();
             let precision = ratio(tp, predicted);
             let recall = ratio(tp, support);
-            let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
-            ClassMetrics { class: name.clone(), precision, recall, f1, support }
+            let f1 = if precision + recall > 0.0 {
+                2.0 * precision * recall / (precision + recall)
+            } else {
+                0.0
+            };
+            ClassMetrics {
+                class: name.clone(),
+                precision,
+                recall,
+                f1,
+                support,
+            }
         })
         .collect();
     #[allow(clippy::cast_precision_loss)]

@@ -40,7 +40,14 @@ fn ok(c: &mut Command) -> Output {
 
 fn generate(dir: &Path, name: &str, rows: usize, features: usize, classes: usize) -> PathBuf {
     let out = dir.join(name);
-    ok(trainer(dir).args(["generate", "--rows", &rows.to_string(), "--features", &features.to_string()])
+    ok(trainer(dir)
+        .args([
+            "generate",
+            "--rows",
+            &rows.to_string(),
+            "--features",
+            &features.to_string(),
+        ])
         .args(["--classes", &classes.to_string(), "--seed", "7", "--out"])
         .arg(&out));
     out
@@ -50,9 +57,9 @@ fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).expect("read json")).expect("json")
 }
 
-fn artifact_of(report: &Value) -> model::Artifact {
+fn artifact_of(dir: &Path, report: &Value) -> model::Artifact {
     let uri = report["model_uri"].as_str().expect("model_uri");
-    let bytes = std::fs::read(Path::new(uri).join("model.json")).expect("model.json");
+    let bytes = std::fs::read(dir.join(uri).join("model.json")).expect("model.json");
     model::Artifact::from_json(&bytes).expect("valid artifact")
 }
 
@@ -61,20 +68,38 @@ fn fit_publishes_a_valid_model_and_a_full_report() {
     let tmp = tempfile::tempdir().expect("tmp");
     let d = tmp.path();
     let data = generate(d, "g.csv", 400, 5, 3);
-    let o = ok(trainer(d)
-        .args(["fit", "--data"])
-        .arg(&data)
-        .args(["--alphas", "0.1,1,10", "--folds", "3", "--store", "art", "--name", "toy", "--report", "out/r.json"]));
+    let o = ok(trainer(d).args(["fit", "--data"]).arg(&data).args([
+        "--alphas",
+        "0.1,1,10",
+        "--folds",
+        "3",
+        "--store",
+        "art",
+        "--name",
+        "toy",
+        "--report",
+        "out/r.json",
+    ]));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("holdout accuracy"), "{stdout}");
     let r = read_json(&d.join("out/r.json"));
-    for key in ["mode", "threads", "accuracy", "fit_seconds", "model_id", "model_uri", "per_class", "confusion_matrix", "cv_scores"] {
+    for key in [
+        "mode",
+        "threads",
+        "accuracy",
+        "fit_seconds",
+        "model_id",
+        "model_uri",
+        "per_class",
+        "confusion_matrix",
+        "cv_scores",
+    ] {
         assert!(!r[key].is_null(), "report lacks {key}: {r}");
     }
     assert_eq!(r["mode"], "par");
     assert_eq!(r["cv_scores"].as_array().map(Vec::len), Some(3));
     assert!(r["accuracy"].as_f64().unwrap_or(0.0) > 0.6, "{r}");
-    let a = artifact_of(&r);
+    let a = artifact_of(d, &r);
     assert_eq!(a.name, "toy");
     assert_eq!(a.classes, ["0", "1", "2"]);
     assert_eq!(a.coefficients.len(), 3);
@@ -95,11 +120,11 @@ fn binary_problem_stores_one_coefficient_row_and_linfa_solver_agrees() {
     let mut coefs = Vec::new();
     for solver in ["lbfgs", "linfa"] {
         let report = format!("{solver}.json");
-        ok(trainer(d)
-            .args(["fit", "--data"])
-            .arg(&data)
-            .args(["--alphas", "1", "--tol", "1e-9", "--store", "art", "--solver", solver, "--report", &report]));
-        let a = artifact_of(&read_json(&d.join(&report)));
+        ok(trainer(d).args(["fit", "--data"]).arg(&data).args([
+            "--alphas", "1", "--tol", "1e-9", "--store", "art", "--solver", solver, "--report",
+            &report,
+        ]));
+        let a = artifact_of(d, &read_json(&d.join(&report)));
         assert_eq!(a.coefficients.len(), 1);
         coefs.push((a.coefficients[0].clone(), a.intercepts[0]));
     }
@@ -115,20 +140,31 @@ fn same_model_bit_for_bit_in_seq_and_par_at_1_2_3_8_threads() {
     let d = tmp.path();
     // > 2 chunks of rows so the refit's row-chunk parallelism is exercised.
     let data = generate(d, "g.csv", 1600, 6, 3);
-    let runs: [(&str, Option<&str>); 5] = [("seq", None), ("par", Some("1")), ("par", Some("2")), ("par", Some("3")), ("par", Some("8"))];
+    let runs: [(&str, Option<&str>); 5] = [
+        ("seq", None),
+        ("par", Some("1")),
+        ("par", Some("2")),
+        ("par", Some("3")),
+        ("par", Some("8")),
+    ];
     let mut models = Vec::new();
     for (i, (mode, threads)) in runs.iter().enumerate() {
         let report = format!("r{i}.json");
         let mut c = trainer(d);
-        c.args(["fit", "--data"]).arg(&data).args(["--alphas", "0.3,3", "--folds", "3", "--store", "art"]);
+        c.args(["fit", "--data"])
+            .arg(&data)
+            .args(["--alphas", "0.3,3", "--folds", "3", "--store", "art"]);
         c.args(["--mode", mode, "--report", &report]);
         if let Some(t) = threads {
             c.args(["--threads", t]);
         }
         ok(&mut c);
         let r = read_json(&d.join(&report));
-        assert_eq!(r["threads"].as_u64(), Some(threads.map_or(1, |t| t.parse().unwrap_or(0))));
-        let a = artifact_of(&r);
+        assert_eq!(
+            r["threads"].as_u64(),
+            Some(threads.map_or(1, |t| t.parse().unwrap_or(0)))
+        );
+        let a = artifact_of(d, &r);
         models.push((a.coefficients, a.intercepts, r["cv_scores"].clone()));
     }
     for m in &models[1..] {
@@ -157,7 +193,13 @@ fn every_flag_reads_its_environment_variable() {
     assert_eq!(r["mode"], "seq");
     assert_eq!(r["folds"], 2);
     assert_eq!(r["seed"], 9);
-    assert!(r["model_uri"].as_str().unwrap_or("").starts_with("envstore/envmodel/"), "{r}");
+    assert!(
+        r["model_uri"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("envstore/envmodel/"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -166,7 +208,11 @@ fn default_fit_trains_digits_accurately() {
     let store = tmp.path().join("art");
     let report = tmp.path().join("r.json");
     // Defaults (data/digits.csv, label, seed, split) with a single alpha to keep the test short.
-    ok(trainer(&workspace()).args(["fit", "--alphas", "1", "--store"]).arg(&store).arg("--report").arg(&report));
+    ok(trainer(&workspace())
+        .args(["fit", "--alphas", "1", "--store"])
+        .arg(&store)
+        .arg("--report")
+        .arg(&report));
     let r = read_json(&report);
     assert_eq!(r["n_features"], 64);
     assert_eq!(r["classes"].as_array().map(Vec::len), Some(10));
@@ -179,10 +225,16 @@ fn compare_reports_speedup_and_identical_models() {
     let tmp = tempfile::tempdir().expect("tmp");
     let d = tmp.path();
     let data = generate(d, "g.csv", 300, 4, 3);
-    let o = ok(trainer(d)
-        .args(["compare", "--data"])
-        .arg(&data)
-        .args(["--alphas", "0.5,5", "--folds", "2", "--threads", "2", "--report", "c.json"]));
+    let o = ok(trainer(d).args(["compare", "--data"]).arg(&data).args([
+        "--alphas",
+        "0.5,5",
+        "--folds",
+        "2",
+        "--threads",
+        "2",
+        "--report",
+        "c.json",
+    ]));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("speedup") && out.contains("original"), "{out}");
     let r = read_json(&d.join("c.json"));
@@ -197,12 +249,32 @@ fn split_writes_train_and_test_files() {
     let tmp = tempfile::tempdir().expect("tmp");
     let d = tmp.path();
     let data = generate(d, "g.csv", 100, 3, 2);
-    ok(trainer(d).args(["split", "--data"]).arg(&data).args(["--train-out", "tr.csv", "--test-out", "te.csv"]));
-    let lines = |p: &str| std::fs::read_to_string(d.join(p)).expect("read").lines().count();
+    ok(trainer(d).args(["split", "--data"]).arg(&data).args([
+        "--train-out",
+        "tr.csv",
+        "--test-out",
+        "te.csv",
+    ]));
+    let lines = |p: &str| {
+        std::fs::read_to_string(d.join(p))
+            .expect("read")
+            .lines()
+            .count()
+    };
     assert_eq!(lines("tr.csv") + lines("te.csv"), 102);
     assert_eq!(lines("te.csv"), 21);
     // And the trainer accepts the pair.
-    ok(trainer(d).args(["fit", "--data", "tr.csv", "--test-data", "te.csv", "--alphas", "1", "--store", "art"]));
+    ok(trainer(d).args([
+        "fit",
+        "--data",
+        "tr.csv",
+        "--test-data",
+        "te.csv",
+        "--alphas",
+        "1",
+        "--store",
+        "art",
+    ]));
 }
 
 /// Run `fit` on `csv` with extra args; expect failure whose stderr contains `needles`,
@@ -211,7 +283,16 @@ fn fails(csv: Option<&str>, extra: &[&str], needles: &[&str]) {
     let tmp = tempfile::tempdir().expect("tmp");
     let d = tmp.path();
     let mut c = trainer(d);
-    c.args(["fit", "--store", "art", "--report", "r.json", "--alphas", "0.5,2", "--folds", "2"]);
+    c.args(["fit", "--report", "r.json"]);
+    if !extra.contains(&"--store") {
+        c.args(["--store", "art"]);
+    }
+    if !extra.iter().any(|a| a.starts_with("--alphas")) {
+        c.args(["--alphas", "0.5,2"]);
+    }
+    if !extra.contains(&"--folds") {
+        c.args(["--folds", "2"]);
+    }
     if let Some(text) = csv {
         std::fs::write(d.join("in.csv"), text).expect("write");
         c.args(["--data", "in.csv"]);
@@ -219,7 +300,10 @@ fn fails(csv: Option<&str>, extra: &[&str], needles: &[&str]) {
     c.args(extra);
     let o = run(&mut c);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure for {csv:?} {extra:?}");
+    assert!(
+        !o.status.success(),
+        "expected failure for {csv:?} {extra:?}"
+    );
     for n in needles {
         assert!(err.contains(n), "stderr lacks {n:?}: {err}");
     }
@@ -242,49 +326,102 @@ fn empty_file() {
 
 #[test]
 fn no_header() {
-    fails(Some("1,2,0\n3,4,1\n"), &[], &["in.csv: line 1", "no header"]);
+    fails(
+        Some("1,2,0\n3,4,1\n"),
+        &[],
+        &["in.csv: line 1", "no header"],
+    );
 }
 
 #[test]
 fn no_label_column() {
-    fails(Some("a,b,c\n1,2,0\n3,4,1\n"), &[], &["in.csv: line 1", "no label column `label`"]);
-    fails(Some(GOOD), &["--label", "target"], &["no label column `target`"]);
+    fails(
+        Some("a,b,c\n1,2,0\n3,4,1\n"),
+        &[],
+        &["in.csv: line 1", "no label column `label`"],
+    );
+    fails(
+        Some(GOOD),
+        &["--label", "target"],
+        &["no label column `target`"],
+    );
 }
 
 #[test]
 fn ragged_row() {
-    fails(Some("a,b,label\n1,2,0\n3,1\n"), &[], &["in.csv: line 3", "ragged row", "expected 3 fields", "found 2"]);
+    fails(
+        Some("a,b,label\n1,2,0\n3,1\n"),
+        &[],
+        &[
+            "in.csv: line 3",
+            "ragged row",
+            "expected 3 fields",
+            "found 2",
+        ],
+    );
 }
 
 #[test]
 fn non_numeric_value() {
-    fails(Some("a,b,label\n1,2,0\n3,four,1\n"), &[], &["in.csv: line 3, column 2 (b)", "non-numeric value \"four\""]);
+    fails(
+        Some("a,b,label\n1,2,0\n3,four,1\n"),
+        &[],
+        &["in.csv: line 3, column 2 (b)", "non-numeric value \"four\""],
+    );
 }
 
 #[test]
 fn missing_value() {
-    fails(Some("a,b,label\n1,2,0\n,4,1\n"), &[], &["in.csv: line 3, column 1 (a)", "missing value"]);
-    fails(Some("a,b,label\n1,2,0\n3,4,\n"), &[], &["line 3, column 3 (label)", "missing label"]);
+    fails(
+        Some("a,b,label\n1,2,0\n,4,1\n"),
+        &[],
+        &["in.csv: line 3, column 1 (a)", "missing value"],
+    );
+    fails(
+        Some("a,b,label\n1,2,0\n3,4,\n"),
+        &[],
+        &["line 3, column 3 (label)", "missing label"],
+    );
 }
 
 #[test]
 fn single_class() {
-    fails(Some("a,b,label\n1,2,7\n3,4,7\n5,6,7\n"), &[], &["in.csv", "single class", "\"7\""]);
+    fails(
+        Some("a,b,label\n1,2,7\n3,4,7\n5,6,7\n"),
+        &[],
+        &["in.csv", "single class", "\"7\""],
+    );
 }
 
 #[test]
 fn more_folds_than_rows_of_a_class() {
-    fails(Some(GOOD), &["--folds", "5"], &["--folds", "5 folds", "only"]);
+    fails(
+        Some(GOOD),
+        &["--folds", "5"],
+        &["--folds", "5 folds", "only"],
+    );
 }
 
 #[test]
 fn unknown_flag_values() {
-    fails(Some(GOOD), &["--mode", "fast"], &["invalid value 'fast'", "--mode"]);
+    fails(
+        Some(GOOD),
+        &["--mode", "fast"],
+        &["invalid value 'fast'", "--mode"],
+    );
     fails(Some(GOOD), &["--solver", "sgd"], &["invalid value 'sgd'"]);
-    fails(Some(GOOD), &["--alphas", "1,abc"], &["\"abc\" is not a number"]);
-    fails(Some(GOOD), &["--alphas", "-1"], &["above 0"]);
+    fails(
+        Some(GOOD),
+        &["--alphas", "1,abc"],
+        &["\"abc\" is not a number"],
+    );
+    fails(Some(GOOD), &["--alphas=-1"], &["above 0"]);
     fails(Some(GOOD), &["--threads", "0"], &["thread count"]);
-    fails(Some(GOOD), &["--test-fraction", "1.5"], &["--test-fraction"]);
+    fails(
+        Some(GOOD),
+        &["--test-fraction", "1.5"],
+        &["--test-fraction"],
+    );
     fails(Some(GOOD), &["--name", "a/b"], &["--name"]);
     fails(Some(GOOD), &["--store", "ftp://x"], &["ftp://x"]);
 }
@@ -295,7 +432,17 @@ fn holdout_with_unknown_label_is_refused() {
     let d = tmp.path();
     std::fs::write(d.join("tr.csv"), GOOD).expect("write");
     std::fs::write(d.join("te.csv"), "a,b,label\n1,2,z\n").expect("write");
-    let o = run(trainer(d).args(["fit", "--data", "tr.csv", "--test-data", "te.csv", "--alphas", "1", "--store", "art"]));
+    let o = run(trainer(d).args([
+        "fit",
+        "--data",
+        "tr.csv",
+        "--test-data",
+        "te.csv",
+        "--alphas",
+        "1",
+        "--store",
+        "art",
+    ]));
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("\"z\" does not occur"));
     assert!(!d.join("art").exists());

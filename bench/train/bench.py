@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""`make bench-train`: measure the trainer against its targets (issue 2), side by side.
+
+1. digits accuracy and vs scikit-learn: the same stratified split (written by
+   `trainer split`), the same scaling, objective (alpha = 1/C), max_iter and tol number;
+   scikit-learn runs in a venv this script creates (.venv-bench, gitignored).
+2. par vs seq: `trainer compare` on the default work (digits, 5 folds x 8 alphas + refit)
+   and on generated data of growing size.
+3. scale: single fits on generated data, 100k -> 1M rows, 50 features, 2 and 10 classes;
+   fit time and peak RSS (VmHWM) against the size of the f64 feature matrix.
+
+Everything lands in target/bench-train/ (work files) and reports/bench-train.json.
+Run from the repository root: python3 bench/train/bench.py --trainer target/release/trainer
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import venv
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+WORK = os.path.join(ROOT, "target", "bench-train")
+VENV = os.path.join(ROOT, ".venv-bench")
+GRID = "0.01,0.0373,0.139,0.518,1.93,7.20,26.8,100"  # trainer's default grid
+
+
+def sh(cmd, **kw):
+    print("+", " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, check=True, text=True, stdout=subprocess.PIPE, **kw).stdout
+
+
+def python_with_sklearn():
+    py = os.path.join(VENV, "bin", "python")
+    if not os.path.exists(py):
+        venv.create(VENV, with_pip=True)
+    probe = subprocess.run([py, "-c", "import sklearn, numpy"], capture_output=True)
+    if probe.returncode != 0:
+        sh([py, "-m", "pip", "install", "--quiet", "scikit-learn", "numpy"])
+    return py
+
+
+def fit(trainer, args, tag):
+    report = os.path.join(WORK, f"{tag}.json")
+    sh([trainer, "fit", "--store", os.path.join(WORK, "artifacts"), "--report", report] + args)
+    with open(report) as f:
+        return json.load(f)
+
+
+def median_fit(trainer, args, tag, repeat):
+    runs = [fit(trainer, args, f"{tag}-{i}") for i in range(repeat)]
+    return statistics.median(r["fit_seconds"] for r in runs), runs[-1]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trainer", default=os.path.join(ROOT, "target", "release", "trainer"))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--scale-rows", default="100000,300000,1000000")
+    a = ap.parse_args()
+    trainer = os.path.abspath(a.trainer)
+    os.makedirs(WORK, exist_ok=True)
+    os.chdir(ROOT)
+    cores = os.cpu_count()
+    out = {"cores": cores, "load_average_at_start": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    # 1. digits vs scikit-learn, same split.
+    train_csv, test_csv = os.path.join(WORK, "digits-train.csv"), os.path.join(WORK, "digits-test.csv")
+    sh([trainer, "split", "--data", "data/digits.csv", "--seed", "42", "--train-out", train_csv, "--test-out", test_csv])
+    same = ["--data", train_csv, "--test-data", test_csv]
+    single_s, single = median_fit(trainer, same + ["--alphas", "1"], "digits-single", a.repeat)
+    single_seq_s, _ = median_fit(trainer, same + ["--alphas", "1", "--mode", "seq"], "digits-single-seq", a.repeat)
+    cv_s, cv = median_fit(trainer, same, "digits-cv", a.repeat)
+    cv_seq_s, _ = median_fit(trainer, same + ["--mode", "seq"], "digits-cv-seq", a.repeat)
+    default = fit(trainer, [], "digits-default")
+    py = python_with_sklearn()
+    sk = json.loads(sh([py, os.path.join(ROOT, "bench", "train", "sklearn_ref.py"), "--train", train_csv,
+                        "--test", test_csv, "--alpha", "1", "--alphas", GRID, "--folds", "5",
+                        "--max-iter", "1000", "--tol", "1e-4", "--repeat", str(a.repeat)],
+                    env=dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")))
+    out["digits"] = {
+        "default_fit_accuracy": default["accuracy"], "default_fit_alpha": default["alpha"],
+        "single_fit": {"rust_par_s": single_s, "rust_seq_s": single_seq_s, "rust_accuracy": single["accuracy"],
+                       "rust_iterations": single["iterations"], "sklearn_s": sk["single_fit_seconds"],
+                       "sklearn_accuracy": sk["single_fit_accuracy"], "sklearn_iterations": sk["single_fit_iterations"],
+                       "speedup_par": sk["single_fit_seconds"] / single_s,
+                       "speedup_seq": sk["single_fit_seconds"] / single_seq_s},
+        "model_selection": {"rust_par_s": cv_s, "rust_seq_s": cv_seq_s, "rust_accuracy": cv["accuracy"],
+                            "rust_alpha": cv["alpha"], "sklearn_s": sk["cv_fit_seconds"],
+                            "sklearn_accuracy": sk["cv_accuracy"], "sklearn_alpha": sk["cv_chosen_alpha"],
+                            "speedup_par": sk["cv_fit_seconds"] / cv_s, "speedup_seq": sk["cv_fit_seconds"] / cv_seq_s},
+        "sklearn_version": sk["sklearn_version"],
+    }
+
+    # 2. par vs seq: the default work, then growing generated data.
+    def compare(args, tag):
+        report = os.path.join(WORK, f"{tag}.json")
+        sh([trainer, "compare", "--report", report] + args)
+        with open(report) as f:
+            r = json.load(f)
+        return {"seq_s": r["seq"]["fit_seconds"], "par_s": r["par"]["fit_seconds"], "speedup": r["speedup"],
+                "threads": r["threads"], "identical": r["identical"], "accuracy": r["par"]["accuracy"]}
+
+    out["compare_default"] = compare([], "compare-default")
+    sizes = []
+    for rows in [500, 5000, 50000, 200000]:
+        path = os.path.join(WORK, f"gen-{rows}.csv")
+        if not os.path.exists(path):
+            sh([trainer, "generate", "--rows", str(rows), "--features", "20", "--classes", "4", "--seed", "1", "--out", path])
+        r = compare(["--data", path, "--alphas", "0.1,1,10", "--folds", "3"], f"compare-{rows}")
+        r["rows"] = rows
+        sizes.append(r)
+    out["compare_sizes"] = sizes
+
+    # 3. scale: single fits, 50 features, 2 and 10 classes.
+    scale = []
+    for classes in [2, 10]:
+        for rows in [int(v) for v in a.scale_rows.split(",")]:
+            path = os.path.join(WORK, f"scale-{rows}-{classes}.csv")
+            if not os.path.exists(path):
+                sh([trainer, "generate", "--rows", str(rows), "--features", "50", "--classes", str(classes),
+                    "--seed", "5", "--out", path])
+            r = fit(trainer, ["--data", path, "--alphas", "1"], f"scale-{rows}-{classes}")
+            scale.append({"rows": rows, "classes": classes, "fit_s": r["fit_seconds"], "load_s": r["load_seconds"],
+                          "iterations": r["iterations"], "evaluations": r["evaluations"],
+                          "s_per_eval_per_1k_rows": r["fit_seconds"] / max(r["evaluations"], 1) / rows * 1000,
+                          "peak_rss_bytes": r["peak_rss_bytes"], "matrix_bytes": r["feature_matrix_bytes"],
+                          "peak_over_matrix": r["peak_rss_bytes"] / r["feature_matrix_bytes"],
+                          "accuracy": r["accuracy"]})
+    out["scale"] = scale
+
+    os.makedirs(os.path.join(ROOT, "reports"), exist_ok=True)
+    with open(os.path.join(ROOT, "reports", "bench-train.json"), "w") as f:
+        json.dump(out, f, indent=2)
+    print_summary(out)
+
+
+def print_summary(o):
+    d = o["digits"]
+    s, m = d["single_fit"], d["model_selection"]
+    ok = lambda c: "PASS" if c else "MISS"
+    print(f"\n== bench-train on {o['cores']} cores, load average at start {o['load_average_at_start'][0]:.1f} "
+          f"(scikit-learn {d['sklearn_version']}, single-threaded BLAS) ==")
+    print(f"digits holdout accuracy (trainer fit defaults): {d['default_fit_accuracy']:.4f} "
+          f"(alpha {d['default_fit_alpha']})  target >= 0.975: {ok(d['default_fit_accuracy'] >= 0.975)}")
+    print(f"{'':34}{'rust par':>10}{'rust seq':>10}{'sklearn':>10}{'ratio par':>11}{'ratio seq':>11}")
+    print(f"{'single fit (alpha=1) seconds':34}{s['rust_par_s']:>10.4f}{s['rust_seq_s']:>10.4f}{s['sklearn_s']:>10.4f}"
+          f"{s['speedup_par']:>10.1f}x{s['speedup_seq']:>10.1f}x  {ok(s['speedup_par'] >= 5)}")
+    print(f"{'  accuracy / iterations':34}{s['rust_accuracy']:>10.4f}{'':>10}{s['sklearn_accuracy']:>10.4f}"
+          f"   iters {s['rust_iterations']} vs {s['sklearn_iterations']}")
+    print(f"{'5 folds x 8 alphas + refit seconds':34}{m['rust_par_s']:>10.4f}{m['rust_seq_s']:>10.4f}{m['sklearn_s']:>10.4f}"
+          f"{m['speedup_par']:>10.1f}x{m['speedup_seq']:>10.1f}x  {ok(m['speedup_par'] >= 5 and m['rust_accuracy'] >= m['sklearn_accuracy'])}")
+    print(f"{'  accuracy / chosen alpha':34}{m['rust_accuracy']:>10.4f}{'':>10}{m['sklearn_accuracy']:>10.4f}"
+          f"   alpha {m['rust_alpha']} vs {m['sklearn_alpha']:.4g}")
+    c = o["compare_default"]
+    print(f"\ncompare (digits default work): seq {c['seq_s']:.4f}s par {c['par_s']:.4f}s on {c['threads']} threads "
+          f"-> {c['speedup']:.2f}x, identical {c['identical']}  target >= 1.7x: {ok(c['speedup'] >= 1.7)}")
+    for r in o["compare_sizes"]:
+        print(f"  {r['rows']:>8} rows x 20 features, 4 classes, 3x3 CV: seq {r['seq_s']:.4f}s par {r['par_s']:.4f}s "
+              f"-> {r['speedup']:.2f}x  never slower: {ok(r['speedup'] >= 1.0)}")
+    print("\nscale (single fit, alpha=1, 50 features, par):")
+    print(f"{'rows':>9}{'classes':>8}{'fit s':>9}{'iters':>7}{'us/eval/1k rows':>17}{'peak RSS MB':>13}{'matrix MB':>11}{'ratio':>7}")
+    for r in o["scale"]:
+        print(f"{r['rows']:>9}{r['classes']:>8}{r['fit_s']:>9.3f}{r['iterations']:>7}{r['s_per_eval_per_1k_rows']*1e6:>17.1f}"
+              f"{r['peak_rss_bytes']/1e6:>13.1f}{r['matrix_bytes']/1e6:>11.1f}{r['peak_over_matrix']:>7.2f}")
+    print("\nfull numbers: reports/bench-train.json")
+
+
+if __name__ == "__main__":
+    main()
