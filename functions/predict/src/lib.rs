@@ -24,8 +24,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use model::Model;
 use model::store::ModelUri;
@@ -211,8 +210,8 @@ fn index_i64(i: usize) -> i64 {
     i64::try_from(i).unwrap_or(i64::MAX)
 }
 
-/// The router: `POST /predict`, `GET /health`, `GET /model`, JSON 404 / 405 answers and
-/// a request timeout.
+/// The router: `POST /predict`, `GET /health`, `GET /model`, JSON 404 / 405 answers; a
+/// request whose body does not arrive within the timeout is answered 408.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/predict", post(predict))
@@ -220,7 +219,6 @@ pub fn app(state: AppState) -> Router {
         .route("/model", get(metadata))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .with_state(state)
 }
 
@@ -230,14 +228,6 @@ pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
         "/predict" => Some("POST"),
         "/health" | "/model" => Some("GET,HEAD"),
         _ => None,
-    }
-}
-
-async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = state.inner.timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => AppError::Timeout(limit).into_response(),
     }
 }
 
@@ -304,6 +294,21 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
     })
 }
 
+/// Read the body, giving up after `timeout`. Everything after the body is pure computation,
+/// so the body is the only part of a request that can stall. A timer costs a lock on the
+/// timer wheel, so it is armed only when the body is not already in: a typical request
+/// arrives in one segment and never touches it.
+async fn read_body_within(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, AppError> {
+    let mut read = std::pin::pin!(read_body(body, limit));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => tokio::time::timeout(timeout, read)
+            .await
+            .map_err(|_| AppError::Timeout(timeout))?,
+    }
+}
+
 #[derive(Serialize)]
 struct Answer<'a> {
     predicted_class: i64,
@@ -328,7 +333,7 @@ async fn predict(State(state): State<AppState>, req: Request) -> Result<Response
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(AppError::PayloadTooLarge { limit });
     }
-    let bytes = read_body(body, limit).await?;
+    let bytes = read_body_within(body, limit, state.inner.timeout).await?;
     let model = &state.inner.model;
     let out = match request::parse(&bytes, model.n_features())? {
         Input::One(row) => {
