@@ -61,6 +61,7 @@ pub struct ValidLogisticParams {
     tol: f64,
     parallel: bool,
     solver: SolverKind,
+    warm_start: Option<Vec<f64>>,
 }
 
 impl ValidLogisticParams {
@@ -83,6 +84,7 @@ impl Default for LogisticParams {
             tol: 1e-4,
             parallel: false,
             solver: SolverKind::Lbfgs,
+            warm_start: None,
         })
     }
 }
@@ -115,6 +117,14 @@ impl LogisticParams {
     #[must_use]
     pub fn parallel(mut self, parallel: bool) -> Self {
         self.0.parallel = parallel;
+        self
+    }
+
+    /// Start L-BFGS from this model instead of zeros (default none). Used along a path of
+    /// penalties; ignored by the linfa solver and when the shape does not match.
+    #[must_use]
+    pub fn warm_start(mut self, from: Option<&LinearModel>) -> Self {
+        self.0.warm_start = from.map(LinearModel::to_params);
         self
     }
 
@@ -205,6 +215,15 @@ pub struct LinearModel {
 }
 
 impl LinearModel {
+    /// The flat parameter vector: coefficient rows, then intercepts.
+    pub fn to_params(&self) -> Vec<f64> {
+        self.coef
+            .iter()
+            .chain(self.intercept.iter())
+            .copied()
+            .collect()
+    }
+
     /// Predicted class of each listed row of standardised `x` (argmax of the scores, first
     /// on ties, as `model::Model` does).
     pub fn predict_rows(&self, x: ArrayView2<'_, f64>, rows: &[usize]) -> Vec<usize> {
@@ -518,7 +537,13 @@ impl ValidLogisticParams {
             tol: self.tol,
         };
         let res = Executor::new(problem, solver)
-            .configure(|st| st.param(Array1::zeros(dim)).max_iters(self.max_iter))
+            .configure(|st| {
+                let init = match &self.warm_start {
+                    Some(w) if w.len() == dim => Array1::from(w.clone()),
+                    _ => Array1::zeros(dim),
+                };
+                st.param(init).max_iters(self.max_iter)
+            })
             .ctrlc(false)
             .timer(false)
             .run()

@@ -20,6 +20,9 @@ use crate::error::TrainError;
 use crate::progress::Progress;
 use crate::solver::{self, Labels, LinearModel, LogisticParams, Rows, SolverKind};
 
+/// Chains each fold's penalty path is cut into (see `train_in`).
+pub const PATH_CHAINS: usize = 2;
+
 /// How the work is scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -377,37 +380,57 @@ fn train_in(
                 (0..p.n_train).filter(|&i| !is_val[i]).collect()
             })
             .collect();
-        let tasks: Vec<(usize, usize)> = (0..cfg.alphas.len())
-            .flat_map(|a| (0..k).map(move |f| (a, f)))
+        // Warm starts along the penalty path, as scikit-learn's LogisticRegressionCV does:
+        // within a fold, alphas run from the strongest penalty down, each fit starting from
+        // the previous solution. Each fold's path is cut into PATH_CHAINS fixed chains so
+        // there are enough independent tasks for the pool; the cut never depends on threads.
+        let mut order: Vec<usize> = (0..cfg.alphas.len()).collect();
+        order.sort_by(|&a, &b| cfg.alphas[b].total_cmp(&cfg.alphas[a]));
+        let per_chain = order.len().div_ceil(PATH_CHAINS).max(1);
+        let chains: Vec<&[usize]> = order.chunks(per_chain).collect();
+        let tasks: Vec<(usize, &[usize])> = (0..k)
+            .flat_map(|f| chains.iter().map(move |c| (f, *c)))
             .collect();
         // Row-chunk parallelism inside a CV fit only pays when there are fewer fits than threads.
         let inner = par && tasks.len() < threads;
         let done = AtomicUsize::new(0);
-        progress.start("cross-validation", tasks.len() + 1);
-        let run = |&(a, f): &(usize, usize)| -> Result<f64, TrainError> {
-            let m = solver::fit(
-                &params(cfg.alphas[a], inner),
-                Rows {
-                    x: x.view(),
-                    rows: Some(&train_rows[f]),
-                },
-                Labels { y, n_classes },
-            )?;
-            let pred = m.predict_rows(x, &p.folds[f]);
-            let right = pred
-                .iter()
-                .zip(&p.folds[f])
-                .filter(|(pr, i)| **pr == y[**i])
-                .count();
-            progress.tick(done.fetch_add(1, Ordering::Relaxed) + 1);
-            #[allow(clippy::cast_precision_loss)]
-            Ok(right as f64 / p.folds[f].len().max(1) as f64)
+        progress.start("cross-validation", cfg.alphas.len() * k + 1);
+        let run = |&(f, chain): &(usize, &[usize])| -> Result<Vec<(usize, f64)>, TrainError> {
+            let mut prev: Option<LinearModel> = None;
+            let mut out = Vec::with_capacity(chain.len());
+            for &a in chain {
+                let m = solver::fit(
+                    &params(cfg.alphas[a], inner).warm_start(prev.as_ref()),
+                    Rows {
+                        x: x.view(),
+                        rows: Some(&train_rows[f]),
+                    },
+                    Labels { y, n_classes },
+                )?;
+                let pred = m.predict_rows(x, &p.folds[f]);
+                let right = pred
+                    .iter()
+                    .zip(&p.folds[f])
+                    .filter(|(pr, i)| **pr == y[**i])
+                    .count();
+                progress.tick(done.fetch_add(1, Ordering::Relaxed) + 1);
+                #[allow(clippy::cast_precision_loss)]
+                out.push((a, right as f64 / p.folds[f].len().max(1) as f64));
+                prev = Some(m);
+            }
+            Ok(out)
         };
-        let scores: Vec<f64> = if par {
+        let results: Vec<Vec<(usize, f64)>> = if par {
             tasks.par_iter().map(run).collect::<Result<_, _>>()?
         } else {
             tasks.iter().map(run).collect::<Result<_, _>>()?
         };
+        let mut scores = vec![0.0; cfg.alphas.len() * k];
+        for ((f, _), r) in tasks.iter().zip(&results) {
+            for &(a, score) in r {
+                scores[a * k + f] = score;
+            }
+        }
         for (a, &alpha) in cfg.alphas.iter().enumerate() {
             let fold_scores = scores[a * k..(a + 1) * k].to_vec();
             #[allow(clippy::cast_precision_loss)]
