@@ -13,6 +13,7 @@
 //! This crate does not train and does not define the artifact: that is the `model` crate.
 
 pub mod error;
+mod protocols;
 mod request;
 
 use std::io::{Read, Write};
@@ -42,11 +43,7 @@ pub const DEFAULT_MODEL_URI: &str = "artifacts/digits";
 
 /// Configuration of the function: every flag is also an environment variable.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "predict",
-    version,
-    about = "Serve the digits classifier over HTTP or AWS Lambda"
-)]
+#[command(name = "predict", version, about = "Serve the digits classifier over HTTP or AWS Lambda")]
 pub struct Config {
     /// Model to serve: `<store>/<name>` (follows `latest`) or `<store>/<name>/<version>`;
     /// a local path or `s3://bucket/prefix/...`.
@@ -154,14 +151,10 @@ impl AppState {
     /// limits of `config`. Synchronous: call it before starting a runtime.
     pub fn load(config: &Config) -> Result<Self, StartupError> {
         if config.body_limit == 0 {
-            return Err(StartupError::Config(
-                "BODY_LIMIT_BYTES must be at least 1".into(),
-            ));
+            return Err(StartupError::Config("BODY_LIMIT_BYTES must be at least 1".into()));
         }
         if config.timeout_ms == 0 {
-            return Err(StartupError::Config(
-                "REQUEST_TIMEOUT_MS must be at least 1".into(),
-            ));
+            return Err(StartupError::Config("REQUEST_TIMEOUT_MS must be at least 1".into()));
         }
         let uri = ModelUri::parse(&config.model_uri).map_err(|source| StartupError::BadUri {
             uri: config.model_uri.clone(),
@@ -217,8 +210,10 @@ pub fn app(state: AppState) -> Router {
         .route("/predict", post(predict))
         .route("/health", get(health))
         .route("/model", get(metadata))
+        .merge(protocols::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(protocols::metrics_layer(&state))
         .with_state(state)
 }
 
@@ -240,10 +235,12 @@ fn json(body: impl Into<Body>) -> Response {
     res
 }
 
+#[utoipa::path(get, path = "/health", tag = "predict", responses(protocols::openapi::HealthResponses))]
 async fn health(State(state): State<AppState>) -> Response {
     json(state.inner.health.clone())
 }
 
+#[utoipa::path(get, path = "/model", tag = "predict", responses(protocols::openapi::ModelResponses))]
 async fn metadata(State(state): State<AppState>) -> Response {
     json(state.inner.metadata.clone())
 }
@@ -321,6 +318,7 @@ struct Batch<'a> {
     predictions: Vec<Answer<'a>>,
 }
 
+#[utoipa::path(post, path = "/predict", tag = "predict", request_body = protocols::openapi::PredictRequest, responses(protocols::openapi::PredictResponses))]
 async fn predict(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
     let limit = state.inner.body_limit;
     let (parts, body) = req.into_parts();
@@ -335,7 +333,7 @@ async fn predict(State(state): State<AppState>, req: Request) -> Result<Response
     }
     let bytes = read_body_within(body, limit, state.inner.timeout).await?;
     let model = &state.inner.model;
-    let out = match request::parse(&bytes, model.n_features())? {
+    let (out, predicted) = match request::parse(&bytes, model.n_features())? {
         Input::One(row) => {
             let p = model.predict(&row)?;
             let answer = Answer {
@@ -344,9 +342,8 @@ async fn predict(State(state): State<AppState>, req: Request) -> Result<Response
                 probabilities: &p.probabilities,
             };
             let mut out = Vec::with_capacity(64 + 24 * p.probabilities.len());
-            serde_json::to_writer(&mut out, &answer)
-                .map_err(|e| AppError::BodyRead(e.to_string()))?;
-            out
+            serde_json::to_writer(&mut out, &answer).map_err(|e| AppError::BodyRead(e.to_string()))?;
+            (out, protocols::Predicted::One(p.class_index))
         }
         Input::Many(rows) => {
             let preds = model.predict_batch(&rows)?;
@@ -361,12 +358,14 @@ async fn predict(State(state): State<AppState>, req: Request) -> Result<Response
                     .collect(),
             };
             let mut out = Vec::with_capacity(32 + preds.len() * (64 + 24 * model.classes().len()));
-            serde_json::to_writer(&mut out, &batch)
-                .map_err(|e| AppError::BodyRead(e.to_string()))?;
-            out
+            serde_json::to_writer(&mut out, &batch).map_err(|e| AppError::BodyRead(e.to_string()))?;
+            (out, protocols::Predicted::Many(preds.iter().map(|p| p.class_index).collect()))
         }
     };
-    Ok(json(out))
+    // Counted per class by the metrics layer.
+    let mut res = json(out);
+    res.extensions_mut().insert(predicted);
+    Ok(res)
 }
 
 /// Serve `app(state)` on `listener` until SIGTERM or Ctrl-C; requests in flight complete
@@ -398,10 +397,7 @@ async fn shutdown_signal() {
         () = ctrl_c => "SIGINT",
         () = term => "SIGTERM",
     };
-    tracing::info!(
-        signal = which,
-        "shutting down; finishing requests in flight"
-    );
+    tracing::info!(signal = which, "shutting down; finishing requests in flight");
 }
 
 /// Run `app(state)` under the Lambda runtime (API Gateway REST and HTTP APIs, ALB,
@@ -474,9 +470,7 @@ pub fn check_health(port: u16, timeout: Duration) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
         return false;
     };
-    let left = timeout
-        .saturating_sub(started.elapsed())
-        .max(Duration::from_millis(1));
+    let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
     if s.set_read_timeout(Some(left)).is_err() || s.set_write_timeout(Some(left)).is_err() {
         return false;
     }
