@@ -12,7 +12,7 @@ serve: ## serve the model at MODEL_URI (default artifacts/digits) on HOST:PORT (
 
 watch: tool-cargo-lambda ## run the function under `cargo lambda watch` (Lambda emulator, port LAMBDA_PORT)
 	$(CARGO) lambda watch --package predict --bin predict --invoke-port $(LAMBDA_PORT) \
-		--env-var MODEL_URI=$(abspath $(MODEL_URI))
+		--env-var MODEL_URI=$(if $(findstring ://,$(MODEL_URI)),$(MODEL_URI),$(abspath $(MODEL_URI)))
 
 invoke: tool-cargo-lambda ## invoke the watched function with infra/events/$(EVENT).json
 	$(CARGO) lambda invoke predict --invoke-port $(LAMBDA_PORT) --data-file infra/events/$(EVENT).json
