@@ -43,7 +43,11 @@ pub const DEFAULT_MODEL_URI: &str = "artifacts/digits";
 
 /// Configuration of the function: every flag is also an environment variable.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "predict", version, about = "Serve the digits classifier over HTTP or AWS Lambda")]
+#[command(
+    name = "predict",
+    version,
+    about = "Serve the digits classifier over HTTP or AWS Lambda"
+)]
 pub struct Config {
     /// Model to serve: `<store>/<name>` (follows `latest`) or `<store>/<name>/<version>`;
     /// a local path or `s3://bucket/prefix/...`.
@@ -151,10 +155,14 @@ impl AppState {
     /// limits of `config`. Synchronous: call it before starting a runtime.
     pub fn load(config: &Config) -> Result<Self, StartupError> {
         if config.body_limit == 0 {
-            return Err(StartupError::Config("BODY_LIMIT_BYTES must be at least 1".into()));
+            return Err(StartupError::Config(
+                "BODY_LIMIT_BYTES must be at least 1".into(),
+            ));
         }
         if config.timeout_ms == 0 {
-            return Err(StartupError::Config("REQUEST_TIMEOUT_MS must be at least 1".into()));
+            return Err(StartupError::Config(
+                "REQUEST_TIMEOUT_MS must be at least 1".into(),
+            ));
         }
         let uri = ModelUri::parse(&config.model_uri).map_err(|source| StartupError::BadUri {
             uri: config.model_uri.clone(),
@@ -235,12 +243,22 @@ fn json(body: impl Into<Body>) -> Response {
     res
 }
 
-#[utoipa::path(get, path = "/health", tag = "predict", responses(protocols::openapi::HealthResponses))]
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "predict",
+    responses(protocols::openapi::HealthResponses)
+)]
 async fn health(State(state): State<AppState>) -> Response {
     json(state.inner.health.clone())
 }
 
-#[utoipa::path(get, path = "/model", tag = "predict", responses(protocols::openapi::ModelResponses))]
+#[utoipa::path(
+    get,
+    path = "/model",
+    tag = "predict",
+    responses(protocols::openapi::ModelResponses)
+)]
 async fn metadata(State(state): State<AppState>) -> Response {
     json(state.inner.metadata.clone())
 }
@@ -342,7 +360,8 @@ async fn predict(State(state): State<AppState>, req: Request) -> Result<Response
                 probabilities: &p.probabilities,
             };
             let mut out = Vec::with_capacity(64 + 24 * p.probabilities.len());
-            serde_json::to_writer(&mut out, &answer).map_err(|e| AppError::BodyRead(e.to_string()))?;
+            serde_json::to_writer(&mut out, &answer)
+                .map_err(|e| AppError::BodyRead(e.to_string()))?;
             (out, protocols::Predicted::One(p.class_index))
         }
         Input::Many(rows) => {
@@ -358,8 +377,12 @@ async fn predict(State(state): State<AppState>, req: Request) -> Result<Response
                     .collect(),
             };
             let mut out = Vec::with_capacity(32 + preds.len() * (64 + 24 * model.classes().len()));
-            serde_json::to_writer(&mut out, &batch).map_err(|e| AppError::BodyRead(e.to_string()))?;
-            (out, protocols::Predicted::Many(preds.iter().map(|p| p.class_index).collect()))
+            serde_json::to_writer(&mut out, &batch)
+                .map_err(|e| AppError::BodyRead(e.to_string()))?;
+            (
+                out,
+                protocols::Predicted::Many(preds.iter().map(|p| p.class_index).collect()),
+            )
         }
     };
     // Counted per class by the metrics layer.
@@ -397,7 +420,10 @@ async fn shutdown_signal() {
         () = ctrl_c => "SIGINT",
         () = term => "SIGTERM",
     };
-    tracing::info!(signal = which, "shutting down; finishing requests in flight");
+    tracing::info!(
+        signal = which,
+        "shutting down; finishing requests in flight"
+    );
 }
 
 /// Run `app(state)` under the Lambda runtime (API Gateway REST and HTTP APIs, ALB,
@@ -470,7 +496,9 @@ pub fn check_health(port: u16, timeout: Duration) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
         return false;
     };
-    let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+    let left = timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(1));
     if s.set_read_timeout(Some(left)).is_err() || s.set_write_timeout(Some(left)).is_err() {
         return false;
     }
