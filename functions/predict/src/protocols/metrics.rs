@@ -59,8 +59,8 @@ const N_STATUSES: usize = STATUSES.len() + 1;
 
 /// Upper bounds of the latency buckets, in seconds (the last, `+Inf`, is implicit).
 const BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
 ];
 const N_BUCKETS: usize = BUCKETS.len() + 1;
 
@@ -204,7 +204,9 @@ impl Metrics {
             let mut cumulative = 0u64;
             for (i, n) in b.iter().enumerate() {
                 cumulative += n;
-                let le = BUCKETS.get(i).map_or_else(|| "+Inf".to_string(), f64::to_string);
+                let le = BUCKETS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_string(), f64::to_string);
                 let _ = writeln!(
                     out,
                     "predict_http_request_duration_seconds_bucket{{route=\"{route}\",status=\"{status}\",le=\"{le}\"}} {cumulative}"

@@ -84,10 +84,8 @@ fn invalid(msg: String) -> AppError {
     responses((status = 200, description = "The model is loaded", body = String, content_type = "text/plain", example = "\n")))]
 pub(crate) async fn ping() -> Response {
     let mut res = "\n".into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     res
 }
 
@@ -192,8 +190,9 @@ pub(crate) async fn invocations(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    res.extensions_mut()
-        .insert(Predicted::Many(preds.iter().map(|p| p.class_index).collect()));
+    res.extensions_mut().insert(Predicted::Many(
+        preds.iter().map(|p| p.class_index).collect(),
+    ));
     Ok(res)
 }
 
@@ -275,9 +274,9 @@ impl<'a> Features<'a> {
 /// and feature.
 fn number(v: &Value, row: usize, column: &dyn std::fmt::Display) -> Result<f64, AppError> {
     match v {
-        Value::Number(n) => n
-            .as_f64()
-            .ok_or_else(|| AppError::NonFinite(format!("row {row}: column {column} is not finite"))),
+        Value::Number(n) => n.as_f64().ok_or_else(|| {
+            AppError::NonFinite(format!("row {row}: column {column} is not finite"))
+        }),
         Value::Null => Ok(f64::NAN),
         other => Err(invalid(format!(
             "row {row}: column {column}: {other} is not a number"
@@ -309,7 +308,9 @@ fn parse_json(v: Value, features: &Features<'_>) -> Result<Vec<Vec<f64>>, AppErr
         "dataframe_split" => dataframe_split(value, features),
         "dataframe_records" => match value {
             Value::Array(rows) => records(&rows, features),
-            _ => Err(invalid("`dataframe_records` must be a list of objects".into())),
+            _ => Err(invalid(
+                "`dataframe_records` must be a list of objects".into(),
+            )),
         },
         "instances" | "inputs" => match value {
             Value::Array(rows) => rows_of_any(&rows, features),
@@ -334,7 +335,9 @@ fn dataframe_split(value: Value, features: &Features<'_>) -> Result<Vec<Vec<f64>
         Some(_) => return Err(invalid("`dataframe_split.columns` must be a list".into())),
     };
     let Some(Value::Array(data)) = frame.remove("data") else {
-        return Err(invalid("`dataframe_split.data` must be a list of rows".into()));
+        return Err(invalid(
+            "`dataframe_split.data` must be a list of rows".into(),
+        ));
     };
     let mut rows = Vec::with_capacity(data.len());
     for (r, row) in data.iter().enumerate() {
@@ -375,9 +378,9 @@ fn record(
     let mut out = vec![f64::NAN; n];
     let mut seen = vec![false; n];
     for (k, v) in obj {
-        let i = features.position(&Value::String(k.clone())).map_err(|e| {
-            AppError::InvalidBody(format!("row {r}: {e}"))
-        })?;
+        let i = features
+            .position(&Value::String(k.clone()))
+            .map_err(|e| AppError::InvalidBody(format!("row {r}: {e}")))?;
         out[i] = number(v, r, &features.names[i])?;
         seen[i] = true;
     }
@@ -429,7 +432,9 @@ fn columnar(
     let mut rows: Vec<Vec<f64>> = Vec::new();
     for ((name, values), &i) in columns.iter().zip(&order) {
         let Value::Array(values) = values else {
-            return Err(invalid(format!("column {name:?}: expected a list of values")));
+            return Err(invalid(format!(
+                "column {name:?}: expected a list of values"
+            )));
         };
         match n_rows {
             None => {
@@ -472,7 +477,8 @@ fn parse_csv(bytes: &[u8], features: &Features<'_>) -> Result<Vec<Vec<f64>>, App
     if let Some((_, first)) = lines.peek() {
         let cells: Vec<String> = first.split(',').map(unquote).collect();
         // pandas writes the header `0,1,2,...` for a frame without column names.
-        let positions = cells.len() > 1 && cells.iter().enumerate().all(|(i, c)| *c == i.to_string());
+        let positions =
+            cells.len() > 1 && cells.iter().enumerate().all(|(i, c)| *c == i.to_string());
         if positions || cells.iter().any(|c| c.parse::<f64>().is_err()) {
             let names: Vec<Value> = cells.into_iter().map(Value::String).collect();
             order = Some(features.order(&names)?);
@@ -505,14 +511,12 @@ fn parse_csv(bytes: &[u8], features: &Features<'_>) -> Result<Vec<Vec<f64>>, App
                 None => row.push(x),
             }
         }
-        if let Some(o) = &order {
-            if count != o.len() {
-                return Err(invalid(format!(
-                    "row {r} (CSV line {}): expected {} values (one a column), got {count}",
-                    line_no + 1,
-                    o.len()
-                )));
-            }
+        if let Some(o) = order.as_ref().filter(|o| count != o.len()) {
+            return Err(invalid(format!(
+                "row {r} (CSV line {}): expected {} values (one a column), got {count}",
+                line_no + 1,
+                o.len()
+            )));
         }
         rows.push(row);
     }
@@ -534,9 +538,14 @@ mod tests {
         assert_eq!(rows, vec![vec![2.0, 1.0], vec![4.0, 3.0]]);
         let rows = parse_csv(b"1,2\r\n3,4\r\n", &features).unwrap_or_default();
         assert_eq!(rows, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
-        let e = parse_csv(b"a,c\n1,2\n", &features).err().map(|e| e.to_string());
+        let e = parse_csv(b"a,c\n1,2\n", &features)
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("unknown column \"c\"")));
-        let e = parse_csv(b"1,x\n", &features).err().map(|e| e.to_string());
-        assert!(e.is_some_and(|e| e.contains("line 1, column 2")));
+        // A first line with a non-number is a header; later, it is an error naming the cell.
+        let e = parse_csv(b"1,2\n3,x\n", &features)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("CSV line 2, column 2")));
     }
 }

@@ -63,11 +63,15 @@ pub(crate) fn media_type(headers: &HeaderMap) -> Result<Option<String>, AppError
     let Some(v) = headers.get(header::CONTENT_TYPE) else {
         return Ok(None);
     };
-    let s = v
-        .to_str()
-        .map_err(|_| AppError::UnsupportedMediaType(String::from_utf8_lossy(v.as_bytes()).into()))?;
+    let s = v.to_str().map_err(|_| {
+        AppError::UnsupportedMediaType(String::from_utf8_lossy(v.as_bytes()).into())
+    })?;
     Ok(Some(
-        s.split(';').next().unwrap_or("").trim().to_ascii_lowercase(),
+        s.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
     ))
 }
 
@@ -94,7 +98,13 @@ pub(crate) fn json_error(e: &serde_json::Error) -> AppError {
 /// The answer for a class index: the label as a JSON integer when every label is one
 /// (as `predicted_class` in `POST /predict`), the label string otherwise.
 pub(crate) fn label_value(state: &AppState, class_index: usize) -> serde_json::Value {
-    if state.inner.model.classes().iter().all(|c| c.parse::<i64>().is_ok()) {
+    if state
+        .inner
+        .model
+        .classes()
+        .iter()
+        .all(|c| c.parse::<i64>().is_ok())
+    {
         serde_json::Value::from(state.predicted_class(class_index))
     } else {
         let label = state

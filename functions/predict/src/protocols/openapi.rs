@@ -290,7 +290,11 @@ pub(crate) async fn openapi_json(
     Extension(cache): Extension<Arc<OnceLock<Bytes>>>,
 ) -> Response {
     let body = cache
-        .get_or_init(|| serde_json::to_vec(&document(&state)).unwrap_or_default().into())
+        .get_or_init(|| {
+            serde_json::to_vec(&document(&state))
+                .unwrap_or_default()
+                .into()
+        })
         .clone();
     let mut res = body.into_response();
     res.headers_mut().insert(
@@ -357,7 +361,13 @@ pub(crate) fn document(state: &AppState) -> Value {
         "id": "example",
         "inputs": [{ "name": "input", "shape": [1, f], "datatype": "FP32", "data": row }],
     });
-    set_example(&mut doc, "/v2/models/{name}/infer", "post", "application/json", infer.clone());
+    set_example(
+        &mut doc,
+        "/v2/models/{name}/infer",
+        "post",
+        "application/json",
+        infer.clone(),
+    );
     set_example(
         &mut doc,
         "/v2/models/{name}/versions/{version}/infer",
@@ -383,7 +393,9 @@ pub(crate) fn document(state: &AppState) -> Value {
     // Path parameters: this model's name and version.
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for item in paths.values_mut() {
-            let Some(item) = item.as_object_mut() else { continue };
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
             for op in item.values_mut() {
                 let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
                     continue;

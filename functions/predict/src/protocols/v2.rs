@@ -163,20 +163,21 @@ fn resolve(state: &AppState, r: &ModelRef) -> Result<(), V2Error> {
     if r.name != a.name {
         return Err(V2Error::new(
             StatusCode::NOT_FOUND,
-            format!("unknown model {:?}; this server serves {:?}", r.name, a.name),
+            format!(
+                "unknown model {:?}; this server serves {:?}",
+                r.name, a.name
+            ),
         ));
     }
-    if let Some(v) = &r.version {
-        if v != state.version() {
-            return Err(V2Error::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "unknown version {v:?} of model {:?}; this server serves version {:?}",
-                    r.name,
-                    state.version()
-                ),
-            ));
-        }
+    if let Some(v) = r.version.as_ref().filter(|v| *v != state.version()) {
+        return Err(V2Error::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown version {v:?} of model {:?}; this server serves version {:?}",
+                r.name,
+                state.version()
+            ),
+        ));
     }
     Ok(())
 }
@@ -522,7 +523,7 @@ impl Datatype {
 
     /// A JSON element as a feature value, if it is one of this type.
     #[allow(clippy::cast_precision_loss)]
-    fn from_json(self, v: &Value) -> Option<f64> {
+    fn read_json(self, v: &Value) -> Option<f64> {
         let int_in = |lo: i64, hi: i64| v.as_i64().filter(|x| (lo..=hi).contains(x));
         let uint_in = |hi: u64| v.as_u64().filter(|x| *x <= hi);
         match self {
@@ -540,7 +541,7 @@ impl Datatype {
 
     /// One little-endian element of the binary extension.
     #[allow(clippy::cast_precision_loss)]
-    fn from_le(self, b: &[u8]) -> Option<f64> {
+    fn read_le(self, b: &[u8]) -> Option<f64> {
         Some(match self {
             Self::F32 => f64::from(f32::from_le_bytes(b.try_into().ok()?)),
             Self::F64 => f64::from_le_bytes(b.try_into().ok()?),
@@ -565,7 +566,7 @@ fn flatten(v: &Value, dt: Datatype, out: &mut Vec<f64>, input: &str) -> Result<(
             }
             Ok(())
         }
-        other => match dt.from_json(other) {
+        other => match dt.read_json(other) {
             Some(x) => {
                 out.push(x);
                 Ok(())
@@ -610,9 +611,12 @@ fn run(
             )));
         }
     };
-    let expected = n
-        .checked_mul(f)
-        .ok_or_else(|| V2Error::bad(format!("input {name:?}: shape {:?} is too large", input.shape)))?;
+    let expected = n.checked_mul(f).ok_or_else(|| {
+        V2Error::bad(format!(
+            "input {name:?}: shape {:?} is too large",
+            input.shape
+        ))
+    })?;
     let binary_size = input
         .parameters
         .as_ref()
@@ -620,7 +624,9 @@ fn run(
         .map(|v| {
             v.as_u64()
                 .and_then(|s| usize::try_from(s).ok())
-                .ok_or_else(|| V2Error::bad(format!("input {name:?}: binary_data_size is not a size")))
+                .ok_or_else(|| {
+                    V2Error::bad(format!("input {name:?}: binary_data_size is not a size"))
+                })
         })
         .transpose()?;
     let values = match (binary_size, &input.data) {
@@ -635,7 +641,7 @@ fn run(
             }
             binary
                 .chunks_exact(dt.size())
-                .filter_map(|b| dt.from_le(b))
+                .filter_map(|b| dt.read_le(b))
                 .collect::<Vec<f64>>()
         }
         (None, Some(data)) => {
