@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Protocol tests against the real `predict` binary (`make test-protocols`):
+#   1. publish a model into a temporary store (the trainer when it builds and runs,
+#      otherwise the model-crate test model of examples/test_model.rs);
+#   2. start `predict` on 127.0.0.1, port 0 (the kernel picks a free one; read back from
+#      its log);
+#   3. run the suites named on the command line against it:
+#        clients  third-party clients from PyPI (tritonclient, pandas, MLflow, prometheus_client)
+#        browser  headless chromium on /docs, driven over the DevTools protocol
+#   4. stop the server this script started (by its PID) and clean up.
+# Usage: run.sh [clients] [browser]   (default: both)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)"
+cd "$root"
+here="functions/predict/tests/clients"
+venv="${CLIENTS_VENV:-$root/.venv-clients}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+artifacts="$target/test-artifacts"
+suites=("$@")
+[[ ${#suites[@]} -gt 0 ]] || suites=(clients browser)
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    echo "protocols: no client venv at $venv; run 'make tool-clients'" >&2
+    exit 1
+fi
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    [[ -z "$server_pid" ]] || wait "$server_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "protocols: FAIL: $*" >&2
+    if [[ -f "$work/predict.log" ]]; then
+        echo "--- predict log (last 30 lines) ---" >&2
+        tail -n 30 "$work/predict.log" >&2
+    fi
+    exit 1
+}
+
+cargo build --quiet --locked -p predict --bin predict
+store="$work/store"
+if cargo build --quiet --locked -p trainer 2>/dev/null &&
+    "$target/debug/trainer" fit --data data/digits.csv --store "$store" >"$work/train.log" 2>&1 &&
+    [[ -d "$store/digits" ]]; then
+    echo "protocols: model trained by the trainer"
+else
+    rm -rf "$store"
+    cargo run --quiet --locked -p predict --example test_model -- "$store" >/dev/null
+    echo "protocols: model built by examples/test_model.rs (trainer not available)"
+fi
+
+MODEL_URI="$store/digits" HOST=127.0.0.1 PORT=0 LOG_FORMAT=text RUST_LOG=info \
+    "$target/debug/predict" >"$work/predict.log" 2>&1 &
+server_pid=$!
+
+addr=""
+for _ in $(seq 200); do
+    addr="$(grep -oE 'addr=127\.0\.0\.1:[0-9]+' "$work/predict.log" | head -n 1 | cut -d= -f2 || true)"
+    [[ -n "$addr" ]] && break
+    kill -0 "$server_pid" 2>/dev/null || fail "predict exited during start-up"
+    sleep 0.05
+done
+[[ -n "$addr" ]] || fail "predict did not report its address within 10 s"
+url="http://$addr"
+echo "protocols: predict (pid $server_pid) on $url"
+
+mkdir -p "$artifacts"
+status=0
+for suite in "${suites[@]}"; do
+    case "$suite" in
+        clients) "$venv/bin/python" "$here/test_clients.py" "$url" "$root/data/digits.csv" || status=1 ;;
+        browser) "$venv/bin/python" "$here/browser.py" "$url" "$artifacts" || status=1 ;;
+        *) fail "unknown suite $suite" ;;
+    esac
+done
+kill -0 "$server_pid" 2>/dev/null || fail "predict died during the tests"
+[[ $status -eq 0 ]] || fail "a suite failed"
+echo "protocols: ok"

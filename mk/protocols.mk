@@ -1,0 +1,39 @@
+# API docs and the serving protocols of the predict function (issue 6); see notes/protocols.md.
+#
+# The in-process tests (functions/predict/tests/{openapi,protocols}.rs) run with `cargo test`.
+# These run the real binary against clients nobody here wrote, installed from PyPI into a
+# venv of their own, and the /docs page in Debian's chromium.
+
+CLIENTS_VENV := .venv-clients
+CLIENTS_REQS := functions/predict/tests/clients/requirements.txt
+PROTOCOLS_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+TOOLS += tool-chromium tool-clients
+TEST_EXTRA += test-protocols
+
+.PHONY: tool-chromium tool-clients test-protocols test-clients test-browser
+
+tool-chromium:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "chromium: installed"; \
+	else \
+		$(PROTOCOLS_SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(PROTOCOLS_SUDO) apt-get install -y -qq chromium; \
+	fi
+
+tool-clients: $(CLIENTS_VENV)/.installed
+
+# Re-installed when the requirements change.
+$(CLIENTS_VENV)/.installed: $(CLIENTS_REQS)
+	python3 -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CLIENTS_REQS)
+	touch $@
+
+test-protocols: tool-chromium tool-clients ## the predict binary against tritonclient, pandas, MLflow, prometheus_client and chromium
+	functions/predict/tests/clients/run.sh clients browser
+
+test-clients: tool-clients ## only the third-party clients
+	functions/predict/tests/clients/run.sh clients
+
+test-browser: tool-chromium tool-clients ## only the /docs page in headless chromium (screenshot in target/test-artifacts/)
+	functions/predict/tests/clients/run.sh browser
