@@ -230,7 +230,7 @@ pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/predict" => Some("POST"),
         "/health" | "/model" => Some("GET,HEAD"),
-        _ => None,
+        _ => protocols::allowed_methods(path),
     }
 }
 

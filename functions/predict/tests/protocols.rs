@@ -527,3 +527,30 @@ async fn metrics_count_requests_latencies_and_predictions() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn wrong_methods_are_405_with_allow() {
+    let (app, _, _, _) = digits();
+    for (method, path, allow) in [
+        ("GET", "/invocations", "POST"),
+        ("POST", "/ping", "GET,HEAD"),
+        ("GET", "/v2/models/digits/infer", "POST"),
+        ("DELETE", "/v2/models/digits", "GET,HEAD"),
+        ("POST", "/metrics", "GET,HEAD"),
+        ("PUT", "/docs", "GET,HEAD"),
+    ] {
+        let res = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{method} {path}");
+        assert_eq!(res.headers()[header::ALLOW], allow, "{method} {path}");
+    }
+}

@@ -40,6 +40,18 @@ pub(crate) fn metrics_layer(state: &AppState) -> metrics::MetricsLayer {
     metrics::MetricsLayer::new(state)
 }
 
+/// Methods each route of this module answers, for the `Allow` header of a 405.
+pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        "/invocations" => Some("POST"),
+        "/ping" | "/metrics" | "/openapi.json" | "/docs" | "/docs/app.js" | "/docs/app.css"
+        | "/v2" | "/v2/health/live" | "/v2/health/ready" => Some("GET,HEAD"),
+        p if p.starts_with("/v2/models/") && p.ends_with("/infer") => Some("POST"),
+        p if p.starts_with("/v2/models/") => Some("GET,HEAD"),
+        _ => None,
+    }
+}
+
 /// Read a request body under the configured limit, refusing early when the declared
 /// length is already over it (as `POST /predict` does).
 pub(crate) async fn read_limited(
