@@ -21,7 +21,7 @@ use crate::progress::Progress;
 use crate::solver::{self, Labels, LinearModel, LogisticParams, Rows, SolverKind};
 
 /// Chains each fold's penalty path is cut into (see `train_in`).
-pub const PATH_CHAINS: usize = 2;
+pub const PATH_CHAINS: usize = 4;
 
 /// How the work is scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -388,8 +388,11 @@ fn train_in(
         order.sort_by(|&a, &b| cfg.alphas[b].total_cmp(&cfg.alphas[a]));
         let per_chain = order.len().div_ceil(PATH_CHAINS).max(1);
         let chains: Vec<&[usize]> = order.chunks(per_chain).collect();
-        let tasks: Vec<(usize, &[usize])> = (0..k)
-            .flat_map(|f| chains.iter().map(move |c| (f, *c)))
+        // Weakest-penalty chains (the slowest fits) first, so the pool ends on short tasks.
+        let tasks: Vec<(usize, &[usize])> = chains
+            .iter()
+            .rev()
+            .flat_map(|c| (0..k).map(move |f| (f, *c)))
             .collect();
         // Row-chunk parallelism inside a CV fit only pays when there are fewer fits than threads.
         let inner = par && tasks.len() < threads;
@@ -421,7 +424,11 @@ fn train_in(
             Ok(out)
         };
         let results: Vec<Vec<(usize, f64)>> = if par {
-            tasks.par_iter().map(run).collect::<Result<_, _>>()?
+            tasks
+                .par_iter()
+                .with_max_len(1)
+                .map(run)
+                .collect::<Result<_, _>>()?
         } else {
             tasks.iter().map(run).collect::<Result<_, _>>()?
         };
