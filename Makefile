@@ -13,10 +13,8 @@ TEST_EXTRA :=
 .PHONY: help fmt fmt-check clippy test test-rust tools bench
 
 help:
-	@echo "make train-par    train on data/digits.csv with rayon (the main job)"
-	@echo "make test         install the tools it needs, then fmt, clippy and every test"
-	@echo "make bench        bench-train + bench-serve"
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /make \1\t/' | expand -t 17
+	@echo "Start with: make train-par (the main job), then make test."
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /make \1\t/' | expand -t 24
 
 include $(sort $(wildcard mk/*.mk))
 
@@ -36,4 +34,4 @@ test: tools fmt-check clippy test-rust $(TEST_EXTRA) ## install tools, then fmt,
 
 tools: $(TOOLS)
 
-bench: bench-train bench-serve ## every benchmark
+bench: bench-train bench-serve ## every benchmark (bench-train + bench-serve)
