@@ -14,7 +14,7 @@ TEST_EXTRA :=
 
 help:
 	@echo "Start with: make train-par (the main job), then make test."
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /make \1\t/' | expand -t 24
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /make \1\t/' | expand -t 24
 
 include $(sort $(wildcard mk/*.mk))
 
