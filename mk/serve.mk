@@ -4,6 +4,8 @@
 MODEL_URI ?= artifacts/digits
 EVENT ?= function-url
 LAMBDA_PORT ?= 9000
+# Issue 3: the Lambda zip must not exceed 5 MB.
+LAMBDA_ZIP_LIMIT ?= 5000000
 
 .PHONY: serve watch invoke build-lambda bench-serve test-lambda tool-cargo-lambda tool-wrk
 
@@ -17,9 +19,12 @@ watch: tool-cargo-lambda ## run the function under `cargo lambda watch` (Lambda 
 invoke: tool-cargo-lambda ## invoke the watched function with infra/events/$(EVENT).json
 	$(CARGO) lambda invoke predict --invoke-port $(LAMBDA_PORT) --data-file infra/events/$(EVENT).json
 
-build-lambda: tool-cargo-lambda ## cargo lambda build --release: the zip in target/lambda/predict/
+build-lambda: tool-cargo-lambda ## cargo lambda build --release: the zip in target/lambda/predict/, at most 5 MB
 	$(CARGO) lambda build --release --package predict --bin predict --output-format zip
-	@ls -l "$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/lambda/predict/bootstrap.zip"
+	@zip="$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/lambda/predict/bootstrap.zip"; \
+	size=$$(stat -c %s "$$zip"); \
+	echo "build-lambda: $$zip: $$size bytes (limit $(LAMBDA_ZIP_LIMIT))"; \
+	[ "$$size" -le $(LAMBDA_ZIP_LIMIT) ] || { echo "build-lambda: the zip is over the limit; see [profile.release.package.*] in Cargo.toml" >&2; exit 1; }
 
 bench-serve: tool-wrk ## predict vs the Python original vs bare axum (wrk -t2 -c32), cold start, RSS
 	bench/serve/run.sh
