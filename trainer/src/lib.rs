@@ -6,6 +6,7 @@
 
 pub mod data;
 pub mod error;
+pub mod kernel;
 pub mod solver;
 
 pub use error::TrainError;

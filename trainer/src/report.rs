@@ -61,6 +61,8 @@ pub struct FitReport {
     pub iterations: u64,
     /// Loss / gradient evaluations of the refit.
     pub evaluations: usize,
+    /// Loss / gradient evaluations of all cross-validation fits together.
+    pub cv_evaluations: usize,
     /// Whether the refit met its tolerance.
     pub converged: bool,
     /// Bytes of the f64 feature matrix.
@@ -115,6 +117,7 @@ impl FitReport {
             n_features: p.feature_names.len(),
             iterations: t.model.iterations,
             evaluations: t.model.evaluations,
+            cv_evaluations: t.cv_evaluations,
             converged: t.model.converged,
             feature_matrix_bytes: p.matrix_bytes(),
             peak_rss_bytes: peak_rss_bytes(),

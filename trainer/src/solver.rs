@@ -25,14 +25,15 @@ use argmin::solver::quasinewton::LBFGS;
 use linfa::dataset::{DatasetBase, Records};
 use linfa::prelude::Fit;
 use linfa::{Dataset, ParamGuard};
-use ndarray::{Array1, Array2, ArrayView2, Axis, Slice};
+use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::TrainError;
+use crate::kernel;
 
 /// Rows per chunk of the fused loss / gradient pass. Fixed: it decides the summation order.
-pub const CHUNK_ROWS: usize = 512;
+pub const CHUNK_ROWS: usize = 256;
 
 /// Which optimiser fits the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -249,7 +250,7 @@ impl LinearModel {
 
 /// The fused objective over a (subset of a) standardised matrix.
 pub struct Objective<'a> {
-    x: ArrayView2<'a, f64>,
+    x: CowArray<'a, f64, Ix2>,
     rows: Option<&'a [usize]>,
     y: &'a [usize],
     /// Coefficient rows: 1 for two classes, else the number of classes.
@@ -258,16 +259,16 @@ pub struct Objective<'a> {
     parallel: bool,
 }
 
-struct Partial {
-    loss: f64,
-    grad: Vec<f64>,
-}
-
 impl<'a> Objective<'a> {
     /// The objective for `records` / `labels` with penalty `alpha`.
     pub fn new(records: Rows<'a>, labels: Labels<'a>, alpha: f64, parallel: bool) -> Self {
         Self {
-            x: records.x,
+            // Rows are read as contiguous slices; a prepared matrix already is one.
+            x: if records.x.is_standard_layout() {
+                CowArray::from(records.x)
+            } else {
+                CowArray::from(records.x.as_standard_layout().into_owned())
+            },
             rows: records.rows,
             y: labels.y,
             k: if labels.n_classes == 2 {
@@ -291,15 +292,18 @@ impl<'a> Objective<'a> {
 
     /// Loss and gradient at `w` in one pass.
     pub fn eval(&self, w: &[f64]) -> (f64, Vec<f64>) {
+        let (k, f) = (self.k, self.x.ncols());
+        let kw = kernel::Weights::new(w, k, f);
         let n = self.n();
         let n_chunks = n.div_ceil(CHUNK_ROWS);
-        let partials: Vec<Partial> = if self.parallel && n_chunks > 1 {
+        let partials: Vec<kernel::ChunkSums> = if self.parallel && n_chunks > 1 {
             (0..n_chunks)
                 .into_par_iter()
-                .map(|c| self.chunk(c, w))
+                .with_max_len(1)
+                .map(|c| self.chunk(c, &kw))
                 .collect()
         } else {
-            (0..n_chunks).map(|c| self.chunk(c, w)).collect()
+            (0..n_chunks).map(|c| self.chunk(c, &kw)).collect()
         };
         // Fixed-order reduction: the same sums in the same order on any thread count.
         let mut loss = 0.0;
@@ -310,7 +314,7 @@ impl<'a> Objective<'a> {
                 *g += v;
             }
         }
-        let kf = self.k * self.x.ncols();
+        let kf = k * f;
         let mut penalty = 0.0;
         for (g, wi) in grad[..kf].iter_mut().zip(&w[..kf]) {
             penalty += wi * wi;
@@ -324,83 +328,17 @@ impl<'a> Objective<'a> {
         ((loss + 0.5 * self.alpha * penalty) * inv_n, grad)
     }
 
-    fn chunk(&self, c: usize, w: &[f64]) -> Partial {
-        let f = self.x.ncols();
-        let k = self.k;
+    fn chunk(&self, c: usize, kw: &kernel::Weights) -> kernel::ChunkSums {
         let start = c * CHUNK_ROWS;
         let end = (start + CHUNK_ROWS).min(self.n());
-        let m = end - start;
-        let gathered;
-        let xc = match self.rows {
-            None => self.x.slice_axis(Axis(0), Slice::from(start..end)),
-            Some(rows) => {
-                let mut buf = Vec::with_capacity(m * f);
-                for &i in &rows[start..end] {
-                    let r = self.x.row(i);
-                    match r.as_slice() {
-                        Some(sl) => buf.extend_from_slice(sl),
-                        None => buf.extend(r.iter()),
-                    }
-                }
-                gathered =
-                    Array2::from_shape_vec((m, f), buf).unwrap_or_else(|_| Array2::zeros((m, f)));
-                gathered.view()
-            }
+        let flat = self.x.as_slice().unwrap_or(&[]);
+        let f = self.x.ncols().max(1);
+        let row = |i: usize| flat.get(i * f..(i + 1) * f).unwrap_or(&[]);
+        let (rows, y): (Vec<&[f64]>, Vec<usize>) = match self.rows {
+            None => (start..end).map(|i| (row(i), self.y[i])).unzip(),
+            Some(idx) => idx[start..end].iter().map(|&i| (row(i), self.y[i])).unzip(),
         };
-        let label = |i: usize| match self.rows {
-            None => self.y[start + i],
-            Some(rows) => self.y[rows[start + i]],
-        };
-        let wv = ArrayView2::from_shape((k, f), &w[..k * f]).unwrap_or_else(|_| {
-            ArrayView2::from_shape((0, 0), &[]).unwrap_or_else(|_| unreachable!())
-        });
-        let b = &w[k * f..];
-        // scores (m x k); turned in place into d(loss)/d(score).
-        let mut d = xc.dot(&wv.t());
-        let mut loss = 0.0;
-        let mut gb = vec![0.0; k];
-        for (i, mut row) in d.rows_mut().into_iter().enumerate() {
-            let yi = label(i);
-            if k == 1 {
-                let t = row[0] + b[0];
-                let yv = if yi == 1 { 1.0 } else { 0.0 };
-                // log(1 + e^t) - y t, stably
-                let softplus = if t > 0.0 {
-                    t + (-t).exp().ln_1p()
-                } else {
-                    t.exp().ln_1p()
-                };
-                loss += softplus - yv * t;
-                let di = model::classifier::sigmoid(t) - yv;
-                row[0] = di;
-                gb[0] += di;
-            } else {
-                let mut max = f64::NEG_INFINITY;
-                for (s, bj) in row.iter_mut().zip(b) {
-                    *s += bj;
-                    max = max.max(*s);
-                }
-                // One exp per score: keep e^(s - max), then normalise.
-                let sy = row[yi];
-                let mut sum = 0.0;
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                loss += max + sum.ln() - sy;
-                let inv = 1.0 / sum;
-                for (j, s) in row.iter_mut().enumerate() {
-                    let p = *s * inv;
-                    *s = if j == yi { p - 1.0 } else { p };
-                    gb[j] += *s;
-                }
-            }
-        }
-        let g = d.t().dot(&xc); // k x f
-        let mut grad = Vec::with_capacity(k * (f + 1));
-        grad.extend(g.iter());
-        grad.extend_from_slice(&gb);
-        Partial { loss, grad }
+        kernel::chunk(&rows, &y, kw)
     }
 }
 
