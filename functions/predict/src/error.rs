@@ -168,3 +168,27 @@ pub enum StartupError {
     #[error("invalid configuration: {0}")]
     Config(String),
 }
+
+impl StartupError {
+    /// The error type reported to the Lambda Runtime API when start-up fails under
+    /// Lambda (see [`crate::init_error`]), in Lambda's `Category.Reason` form.
+    pub fn lambda_error_type(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "Runtime.InvalidConfig",
+            Self::BadUri { .. }
+            | Self::Load {
+                source: StoreError::InvalidUri { .. },
+                ..
+            } => "Runtime.InvalidModelUri",
+            Self::Load {
+                source: StoreError::NotFound(_),
+                ..
+            } => "Runtime.ModelNotFound",
+            Self::Load {
+                source: StoreError::Checksum { .. } | StoreError::Model { .. },
+                ..
+            } => "Runtime.InvalidModel",
+            Self::Load { .. } => "Runtime.ModelLoadFailed",
+        }
+    }
+}

@@ -13,6 +13,7 @@
 //! This crate does not train and does not define the artifact: that is the `model` crate.
 
 pub mod error;
+pub mod init_error;
 mod protocols;
 mod request;
 
@@ -496,27 +497,39 @@ pub fn check_health(port: u16, timeout: Duration) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
         return false;
     };
-    let left = timeout
-        .saturating_sub(started.elapsed())
-        .max(Duration::from_millis(1));
-    if s.set_read_timeout(Some(left)).is_err() || s.set_write_timeout(Some(left)).is_err() {
-        return false;
-    }
     let req = format!(
         "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nUser-Agent: predict-check\r\n\r\n"
     );
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    // The status line is all we need: "HTTP/1.1 200 OK".
+    let left = timeout.saturating_sub(started.elapsed());
+    matches!(http_status(&mut s, req.as_bytes(), left), Ok(Some(200)))
+}
+
+/// Send a whole HTTP/1.1 `request` on `stream` and read the status code of the answer,
+/// each step within `timeout`: `Ok(None)` when the answer does not start with a status
+/// line. The rest of the answer is not read.
+pub(crate) fn http_status(
+    stream: &mut TcpStream,
+    request: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Option<u16>> {
+    let timeout = timeout.max(Duration::from_millis(1));
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(request)?;
+    // "HTTP/1.1 200 OK": the first 12 bytes are all we need.
     let mut buf = [0u8; 16];
     let mut n = 0;
     while n < 12 {
-        match s.read(&mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
+        match stream.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
         }
     }
     let line = &buf[..n];
-    line.len() >= 12 && line.starts_with(b"HTTP/1.") && &line[8..12] == b" 200"
+    if line.len() < 12 || !line.starts_with(b"HTTP/1.") || line[8] != b' ' {
+        return Ok(None);
+    }
+    Ok(std::str::from_utf8(&line[9..12])
+        .ok()
+        .and_then(|c| c.parse().ok()))
 }
