@@ -325,6 +325,27 @@ async fn read_body_within(body: Body, limit: usize, timeout: Duration) -> Result
     }
 }
 
+/// Read a request body under the configured limit and within the configured timeout,
+/// refusing early when the declared length is already over the limit. Every route that
+/// reads a body (`/predict`, `/invocations`, the V2 `infer` routes) reads it through
+/// here, so a client that sends its headers and then stalls gets the 408 error (in the
+/// route's error shape) instead of holding a connection and a task forever.
+pub(crate) async fn read_limited(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, AppError> {
+    let limit = state.inner.body_limit;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
+    read_body_within(body, limit, state.inner.timeout).await
+}
+
 #[derive(Serialize)]
 struct Answer<'a> {
     predicted_class: i64,
@@ -339,18 +360,9 @@ struct Batch<'a> {
 
 #[utoipa::path(post, path = "/predict", tag = "predict", request_body = protocols::openapi::PredictRequest, responses(protocols::openapi::PredictResponses))]
 async fn predict(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
-    let limit = state.inner.body_limit;
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(AppError::PayloadTooLarge { limit });
-    }
-    let bytes = read_body_within(body, limit, state.inner.timeout).await?;
+    let bytes = read_limited(&state, &parts.headers, body).await?;
     let model = &state.inner.model;
     let (out, predicted) = match request::parse(&bytes, model.n_features())? {
         Input::One(row) => {

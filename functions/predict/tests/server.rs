@@ -1,6 +1,6 @@
 //! The real binary on a real socket: start-up, predictions equal to the model crate's for
-//! every holdout row, `--check`, start-up errors, and graceful shutdown on SIGTERM with
-//! requests in flight.
+//! every holdout row, `--check`, start-up errors, graceful shutdown on SIGTERM with
+//! requests in flight, and the body-read timeout on every route that reads a body.
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,8 +24,14 @@ struct Server {
 
 impl Server {
     fn start(model_uri: &str) -> Self {
+        Self::start_with(model_uri, &[])
+    }
+
+    /// Started with more environment variables.
+    fn start_with(model_uri: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .env_clear()
+            .envs(env.iter().copied())
             .env("MODEL_URI", model_uri)
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
@@ -271,6 +277,60 @@ fn sigterm_lets_requests_in_flight_complete_then_exits_0() {
         logs.iter().any(|l| l.contains("shutting down")),
         "no shutdown log in {logs:?}"
     );
+}
+
+#[test]
+fn a_stalled_body_gets_the_timeout_error_on_every_route_that_reads_one() {
+    let (_, _, a) = support::digits_model();
+    let (_dir, uri) = support::store_with(&a);
+    let server = Server::start_with(&uri, &[("REQUEST_TIMEOUT_MS", "300")]);
+    let (_, health) = support::http(&server.addr, "GET", "/health", None);
+    let version = serde_json::from_str::<Value>(&health).unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v2_versioned = format!("/v2/models/digits/versions/{version}/infer");
+    // Each route's own error shape, with the timeout in it.
+    type Shape = fn(&Value) -> bool;
+    let predict_shape: Shape = |v| v["error"]["code"] == "timeout";
+    let mlflow_shape: Shape = |v| v["error_code"] == "DEADLINE_EXCEEDED";
+    let v2_shape: Shape = |v| v["error"].as_str().is_some_and(|m| m.contains("300 ms"));
+    let cases = [
+        ("/predict", predict_shape),
+        ("/invocations", mlflow_shape),
+        ("/v2/models/digits/infer", v2_shape),
+        (v2_versioned.as_str(), v2_shape),
+    ];
+    for (path, shape) in cases {
+        // The headers and the first bytes of a 100-byte body, then nothing.
+        let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"inp"
+        )
+        .unwrap();
+        s.flush().unwrap();
+        let started = Instant::now();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !complete(&raw) {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{path}: no answer after {:?}: {e}", started.elapsed()),
+            }
+        }
+        let elapsed = started.elapsed();
+        let (status, body) = support::parse_response(&String::from_utf8_lossy(&raw));
+        assert_eq!(status, 408, "{path}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(shape(&v), "{path}: {v}");
+        assert!(
+            elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(5),
+            "{path}: answered after {elapsed:?}"
+        );
+    }
 }
 
 fn complete(raw: &[u8]) -> bool {

@@ -23,7 +23,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{Predicted, is_json, json_error, label_value, media_type, read_limited};
+use super::{Predicted, is_json, json_error, label_value, media_type};
+use crate::read_limited;
 use crate::{AppError, AppState};
 
 /// The scoring routes.
@@ -37,8 +38,8 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"error_code": "INVALID_PARAMETER_VALUE", "message": "row 0: expected 64 features, got 3"}))]
 pub(crate) struct MlflowError {
-    /// `MALFORMED_REQUEST` (400), `REQUEST_LIMIT_EXCEEDED` (413), `BAD_REQUEST` (415) or
-    /// `INVALID_PARAMETER_VALUE` (422).
+    /// `MALFORMED_REQUEST` (400), `DEADLINE_EXCEEDED` (408), `REQUEST_LIMIT_EXCEEDED`
+    /// (413), `BAD_REQUEST` (415) or `INVALID_PARAMETER_VALUE` (422).
     error_code: &'static str,
     /// What went wrong, for people; names the row and the feature or column.
     message: String,
@@ -52,6 +53,7 @@ impl From<AppError> for MlflowError {
         let error_code = match status {
             StatusCode::BAD_REQUEST => "MALFORMED_REQUEST",
             StatusCode::PAYLOAD_TOO_LARGE => "REQUEST_LIMIT_EXCEEDED",
+            StatusCode::REQUEST_TIMEOUT => "DEADLINE_EXCEEDED",
             StatusCode::UNPROCESSABLE_ENTITY => "INVALID_PARAMETER_VALUE",
             _ => "BAD_REQUEST",
         };
@@ -142,9 +144,10 @@ pub(crate) enum PredictedLabel {
 
 /// Score rows; the answer is one label a row.
 ///
-/// Errors: 400 malformed JSON or CSV syntax; 413 body over the limit; 415 neither JSON
-/// nor CSV; 422 unknown or missing columns, a wrong number of features or a non-finite
-/// value (the message names the row and the feature or column).
+/// Errors: 400 malformed JSON or CSV syntax; 408 body not in within the timeout; 413 body
+/// over the limit; 415 neither JSON nor CSV; 422 unknown or missing columns, a wrong
+/// number of features or a non-finite value (the message names the row and the feature
+/// or column).
 #[utoipa::path(post, path = "/invocations", tag = "MLflow / SageMaker scoring",
     request_body(
         description = "A JSON frame (one of the keys) or CSV rows",
@@ -155,6 +158,7 @@ pub(crate) enum PredictedLabel {
     responses(
         (status = 200, description = "One label a row", body = Predictions),
         (status = 400, description = "Malformed JSON", body = MlflowError),
+        (status = 408, description = "The body did not arrive within the timeout", body = MlflowError),
         (status = 413, description = "Body over the limit", body = MlflowError),
         (status = 415, description = "Unsupported content type", body = MlflowError),
         (status = 422, description = "Bad columns, feature count or values", body = MlflowError)))]

@@ -1,6 +1,6 @@
 //! The protocols other tools already speak, on the same loaded model as `POST /predict`,
 //! with the same validation (the model crate's errors, naming row and feature) and the
-//! same body limit:
+//! same body limit and body-read timeout (`crate::read_limited`, which `/predict` uses):
 //!
 //! - [`v2`]: the Open Inference Protocol (KServe V2 / Triton HTTP), under `/v2`;
 //! - [`mlflow`]: MLflow / SageMaker scoring, `GET /ping` and `POST /invocations`;
@@ -18,7 +18,6 @@ pub(crate) mod openapi;
 pub(crate) mod v2;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use axum::routing::get;
 
@@ -50,24 +49,6 @@ pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
         p if p.starts_with("/v2/models/") => Some("GET,HEAD"),
         _ => None,
     }
-}
-
-/// Read a request body under the configured limit, refusing early when the declared
-/// length is already over it (as `POST /predict` does).
-pub(crate) async fn read_limited(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Bytes, AppError> {
-    let limit = state.inner.body_limit;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(AppError::PayloadTooLarge { limit });
-    }
-    crate::read_body(body, limit).await
 }
 
 /// The media type of a request, lower-cased and without parameters (`None` when absent).

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{Predicted, is_json, json_error, media_type, read_limited};
+use super::{Predicted, is_json, json_error, media_type};
+use crate::read_limited;
 use crate::{AppError, AppState};
 
 /// The name of the one input in the model metadata (any name is accepted).
@@ -397,8 +398,9 @@ pub(crate) struct InferResponse {
 /// Run the model on one `[N, F]` tensor.
 ///
 /// Errors: 400 malformed JSON or a request that is not a valid inference request;
-/// 413 body over the limit; 415 neither JSON nor the binary extension; 422 wrong number
-/// of features or a non-finite value (the message names row and feature); 404 unknown model.
+/// 408 body not in within the timeout; 413 body over the limit; 415 neither JSON nor the
+/// binary extension; 422 wrong number of features or a non-finite value (the message
+/// names row and feature); 404 unknown model.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "Open Inference Protocol (KServe V2)",
     params(("name" = String, Path, description = "Model name", example = "digits")),
     request_body(content = InferRequest, content_type = "application/json"),
@@ -406,6 +408,7 @@ pub(crate) struct InferResponse {
         (status = 200, description = "Labels and probabilities, one row each", body = InferResponse),
         (status = 400, description = "Malformed JSON or not a valid inference request", body = V2Error),
         (status = 404, description = "Unknown model", body = V2Error),
+        (status = 408, description = "The body did not arrive within the timeout", body = V2Error),
         (status = 413, description = "Body over the limit", body = V2Error),
         (status = 415, description = "Unsupported content type", body = V2Error),
         (status = 422, description = "Wrong feature count or non-finite value", body = V2Error)))]
@@ -458,6 +461,7 @@ pub(crate) async fn infer(
         (status = 200, description = "Labels and probabilities, one row each", body = InferResponse),
         (status = 400, description = "Malformed JSON or not a valid inference request", body = V2Error),
         (status = 404, description = "Unknown model or version", body = V2Error),
+        (status = 408, description = "The body did not arrive within the timeout", body = V2Error),
         (status = 413, description = "Body over the limit", body = V2Error),
         (status = 415, description = "Unsupported content type", body = V2Error),
         (status = 422, description = "Wrong feature count or non-finite value", body = V2Error)))]
