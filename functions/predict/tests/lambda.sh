@@ -7,10 +7,10 @@
 #      and check the answers;
 #   4. call the function-URL path of the emulator over HTTP with curl (a prediction and an
 #      error);
-#   5. start a second emulator whose MODEL_URI names a model that does not exist and check
-#      that `cargo lambda invoke` gets the init error the function reports to the Runtime
-#      API (`/runtime/init/error`: errorType Runtime.ModelNotFound and the model's path);
-#   6. stop the emulators this script started (their own process groups, by id) and clean up.
+#   (the init error a missing model reports is checked by tests/init_error.rs, not here:
+#   cargo-lambda 1.9.2's emulator answers the function's /runtime/init/error POST only
+#   some of the time, so a check through it would be flaky);
+#   5. stop the emulator this script started (its own process group, by id) and clean up.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -18,24 +18,9 @@ cd "$root"
 
 command -v cargo-lambda >/dev/null || pip install --quiet cargo-lambda
 
-work="$(mktemp -d)"
-watch_pids=()
-cleanup() {
-    local pid
-    for pid in "${watch_pids[@]}"; do
-        kill -0 "$pid" 2>/dev/null || continue
-        # The emulator and the function it runs are in the group this script created.
-        kill -TERM -- "-$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL -- "-$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# Sets $work (a scratch directory) and an EXIT trap that stops what was started.
+# shellcheck source=SCRIPTDIR/background.sh
+source functions/predict/tests/background.sh
 
 fail() {
     echo "test-lambda: FAIL: $*" >&2
@@ -65,21 +50,14 @@ name="$(find "$store" -mindepth 2 -maxdepth 2 -name latest -printf '%h\n' | head
 model_uri="$name"
 
 # The emulator on a free loopback port, in a process group of its own; sets $port.
-# $1: a name for its log, $2: the MODEL_URI it gives the function.
+# $1: a name for its log, $2: the MODEL_URI it gives the function. Ready when the port
+# accepts connections (an HTTP probe would itself invoke the function).
 start_watch() {
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    setsid cargo lambda watch --package predict --bin predict --ignore-changes \
-        --invoke-address 127.0.0.1 --invoke-port "$port" \
-        --env-var "MODEL_URI=$2" --env-var "RUST_LOG=info" \
-        >"$work/watch-$1.log" 2>&1 &
-    local pid=$!
-    watch_pids+=("$pid")
-    for _ in $(seq 300); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
-        kill -0 "$pid" 2>/dev/null || fail "cargo lambda watch ($1) exited"
-        sleep 0.2
-    done
-    fail "emulator ($1) did not listen on $port"
+    start_in_background "$work/watch-$1.log" cargo lambda watch --package predict --bin predict \
+        --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port" \
+        --env-var "MODEL_URI=$2" --env-var "RUST_LOG=info"
+    wait_until_ready "$started_pid" "cargo lambda watch ($1)" 60 port_open "$port"
 }
 
 # 2. The emulator. Build first so the first invoke does not wait on it.
@@ -130,25 +108,4 @@ health="$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/lambda
 [[ "$health" == 200 ]] || fail "GET /health through the function URL: $health"
 echo "test-lambda: ok  function URL GET /health: 200"
 
-# 5. A missing model: the function reports the init error to the Runtime API before it
-# exits, and the emulator answers the pending invocation with it.
-missing="$work/no-such-store/digits"
-start_watch missing "$missing"
-# Without the report the invocation would wait for a function that is gone: bound it.
-out="$(timeout 120 cargo lambda invoke predict --invoke-address 127.0.0.1 --invoke-port "$port" \
-    --data-file infra/events/function-url.json 2>&1)" || true
-python3 -c '
-import json, sys
-raw, missing = sys.argv[1], sys.argv[2]
-start = raw.find("{")
-try:
-    doc = json.loads(raw[start:]) if start >= 0 else None
-    assert doc is not None, "no JSON in the answer"
-    assert doc.get("errorType") == "Runtime.ModelNotFound", doc
-    assert missing in doc.get("errorMessage", ""), doc
-except Exception as e:
-    sys.exit(f"init error: {e!r}: {raw[:500]}")
-print("test-lambda: ok  missing model: init error Runtime.ModelNotFound reported to the Runtime API")
-' "$out" "$missing" || fail "init error not reported"
-
-echo "test-lambda: ${#events[@]} events, the function URL and the init error passed"
+echo "test-lambda: ${#events[@]} events and the function URL passed"

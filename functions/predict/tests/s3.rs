@@ -7,70 +7,26 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use model::store::publish;
 use serde_json::{Value, json};
 use storage::testing::S3Server;
 
-const BIN: &str = env!("CARGO_BIN_EXE_predict");
+use support::running::{Running, command};
 
-fn command(server: &S3Server, model_uri: &str) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .envs(server.env())
-        .env("MODEL_URI", model_uri)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info");
+/// `predict` configured for `server` (credentials, endpoint, region) and `model_uri`.
+fn predict(server: &S3Server, model_uri: &str) -> Command {
+    let mut c = command();
+    c.envs(server.env()).env("MODEL_URI", model_uri);
     c
 }
 
-/// A running `predict`; killed (by its own pid) on drop.
-struct Predict {
-    child: Child,
-    addr: String,
-}
-
-impl Predict {
-    fn start(server: &S3Server, model_uri: &str) -> Self {
-        let mut child = command(server, model_uri)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                if v["message"] == "listening" {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or("").to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("predict did not start listening within 20 s"));
-        Self { child, addr }
-    }
-
-    fn health(&self) -> Value {
-        let (status, body) = support::http(&self.addr, "GET", "/health", None);
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for Predict {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn health(p: &Running) -> Value {
+    let (status, body) = support::http(&p.addr, "GET", "/health", None);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 #[test]
@@ -84,14 +40,14 @@ fn follows_latest_loads_a_version_and_answers_after_s3_is_gone() {
     assert_ne!(first.version, second.version);
 
     // The model name: `latest` is followed.
-    let latest = Predict::start(&server, &server.uri("models/digits"));
-    assert_eq!(latest.health()["version"], second.version.as_str());
+    let latest = Running::start(predict(&server, &server.uri("models/digits")));
+    assert_eq!(health(&latest)["version"], second.version.as_str());
     // A version URI: that version.
-    let pinned = Predict::start(
+    let pinned = Running::start(predict(
         &server,
         &server.uri(&format!("models/digits/{}", first.version)),
-    );
-    assert_eq!(pinned.health()["version"], first.version.as_str());
+    ));
+    assert_eq!(health(&pinned)["version"], first.version.as_str());
 
     // S3 goes away: both keep answering from memory.
     server.stop();
@@ -103,14 +59,14 @@ fn follows_latest_loads_a_version_and_answers_after_s3_is_gone() {
         assert_eq!(status, 200, "{answer}");
         let v: Value = serde_json::from_str(&answer).unwrap();
         assert!(v["predicted_class"].is_i64(), "{answer}");
-        assert_eq!(p.health()["status"], "ok");
+        assert_eq!(health(p)["status"], "ok");
     }
 }
 
 #[test]
 fn a_missing_model_in_s3_stops_start_up_with_its_uri() {
     let server = S3Server::start();
-    let o = command(&server, &server.uri("models/absent"))
+    let o = predict(&server, &server.uri("models/absent"))
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -123,7 +79,7 @@ fn s3_down_at_cold_start_fails_within_ten_seconds() {
     let mut server = S3Server::start();
     server.stop();
     let started = Instant::now();
-    let o = command(&server, &server.uri("models/digits"))
+    let o = predict(&server, &server.uri("models/digits"))
         .output()
         .unwrap();
     let elapsed = started.elapsed();

@@ -6,104 +6,19 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_predict");
+use support::running::{BIN, Running, command};
 
-/// A running `predict` on 127.0.0.1 and a free port; killed on drop if still running.
-struct Server {
-    child: Child,
-    addr: String,
-    logs: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(model_uri: &str) -> Self {
-        Self::start_with(model_uri, &[])
-    }
-
-    /// Started with more environment variables.
-    fn start_with(model_uri: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .envs(env.iter().copied())
-            .env("MODEL_URI", model_uri)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no `listening` log line within 20 s"));
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if v["message"] == "listening" {
-                break v["addr"].as_str().unwrap().to_string();
-            }
-        };
-        Self {
-            child,
-            addr,
-            logs: rx,
-        }
-    }
-
-    fn port(&self) -> &str {
-        self.addr.rsplit(':').next().unwrap()
-    }
-
-    fn sigterm(&self) {
-        // Signal only the process this test started, by its id.
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// `predict` serving `model_uri`, with more environment variables.
+fn start(model_uri: &str, env: &[(&str, &str)]) -> Running {
+    let mut c = command();
+    c.env("MODEL_URI", model_uri).envs(env.iter().copied());
+    Running::start(c)
 }
 
 #[test]
@@ -111,7 +26,7 @@ fn predictions_over_http_equal_the_model_for_every_holdout_row() {
     let (d, test, a) = support::digits_model();
     let (_dir, uri) = support::store_with(&a);
     let model = model::Model::new(a).unwrap();
-    let server = Server::start(&uri);
+    let server = start(&uri, &[]);
 
     let (status, body) = support::http(&server.addr, "GET", "/health", None);
     assert_eq!(status, 200, "{body}");
@@ -158,7 +73,7 @@ fn predictions_over_http_equal_the_model_for_every_holdout_row() {
 fn check_flag_reports_health_without_a_shell() {
     let a = support::tiny_artifact("pets");
     let (_dir, uri) = support::store_with(&a);
-    let server = Server::start(&uri);
+    let server = start(&uri, &[]);
     let check = |port: &str| {
         Command::new(BIN)
             .arg("--check")
@@ -222,7 +137,7 @@ fn bad_or_missing_model_stops_start_up_with_a_clear_message() {
 fn sigterm_lets_requests_in_flight_complete_then_exits_0() {
     let (d, _, a) = support::digits_model();
     let (_dir, uri) = support::store_with(&a);
-    let mut server = Server::start(&uri);
+    let mut server = start(&uri, &[]);
     let body = json!({ "image": d.rows[0] }).to_string();
 
     // Several requests whose bodies are only half sent when SIGTERM arrives.
@@ -283,7 +198,7 @@ fn sigterm_lets_requests_in_flight_complete_then_exits_0() {
 fn a_stalled_body_gets_the_timeout_error_on_every_route_that_reads_one() {
     let (_, _, a) = support::digits_model();
     let (_dir, uri) = support::store_with(&a);
-    let server = Server::start_with(&uri, &[("REQUEST_TIMEOUT_MS", "300")]);
+    let server = start(&uri, &[("REQUEST_TIMEOUT_MS", "300")]);
     let (_, health) = support::http(&server.addr, "GET", "/health", None);
     let version = serde_json::from_str::<Value>(&health).unwrap()["version"]
         .as_str()

@@ -525,22 +525,33 @@ impl Datatype {
         }
     }
 
-    /// A JSON element as a feature value, if it is one of this type.
+    /// The values of an integer type, `None` for the float types.
+    fn int_range(self) -> Option<(i128, i128)> {
+        Some(match self {
+            Self::F32 | Self::F64 => return None,
+            Self::I8 => (i8::MIN.into(), i8::MAX.into()),
+            Self::I16 => (i16::MIN.into(), i16::MAX.into()),
+            Self::I32 => (i32::MIN.into(), i32::MAX.into()),
+            Self::I64 => (i64::MIN.into(), i64::MAX.into()),
+            Self::U8 => (0, u8::MAX.into()),
+            Self::U16 => (0, u16::MAX.into()),
+            Self::U32 => (0, u32::MAX.into()),
+            Self::U64 => (0, u64::MAX.into()),
+        })
+    }
+
+    /// A JSON element as a feature value, if it is one of this type: any number for the
+    /// float types, an integer in range for the others.
     #[allow(clippy::cast_precision_loss)]
     fn read_json(self, v: &Value) -> Option<f64> {
-        let int_in = |lo: i64, hi: i64| v.as_i64().filter(|x| (lo..=hi).contains(x));
-        let uint_in = |hi: u64| v.as_u64().filter(|x| *x <= hi);
-        match self {
-            Self::F32 | Self::F64 => v.as_f64(),
-            Self::I8 => int_in(i8::MIN.into(), i8::MAX.into()).map(|x| x as f64),
-            Self::I16 => int_in(i16::MIN.into(), i16::MAX.into()).map(|x| x as f64),
-            Self::I32 => int_in(i32::MIN.into(), i32::MAX.into()).map(|x| x as f64),
-            Self::I64 => v.as_i64().map(|x| x as f64),
-            Self::U8 => uint_in(u8::MAX.into()).map(|x| x as f64),
-            Self::U16 => uint_in(u16::MAX.into()).map(|x| x as f64),
-            Self::U32 => uint_in(u32::MAX.into()).map(|x| x as f64),
-            Self::U64 => v.as_u64().map(|x| x as f64),
-        }
+        let Some((lo, hi)) = self.int_range() else {
+            return v.as_f64();
+        };
+        let x = v
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| v.as_u64().map(i128::from))?;
+        (lo..=hi).contains(&x).then_some(x as f64)
     }
 
     /// One little-endian element of the binary extension.
@@ -724,4 +735,50 @@ fn run(
         },
         predicted,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Datatype;
+    use serde_json::json;
+
+    #[test]
+    fn json_integers_are_accepted_exactly_within_their_type() {
+        for (name, lo, hi) in [
+            ("INT8", -128_i128, 127_i128),
+            ("INT16", -32_768, 32_767),
+            ("INT32", -2_147_483_648, 2_147_483_647),
+            ("INT64", i64::MIN.into(), i64::MAX.into()),
+            ("UINT8", 0, 255),
+            ("UINT16", 0, 65_535),
+            ("UINT32", 0, 4_294_967_295),
+            ("UINT64", 0, u64::MAX.into()),
+        ] {
+            let dt = Datatype::parse(name).expect(name);
+            let value = |x: i128| {
+                i64::try_from(x)
+                    .map(|x| json!(x))
+                    .or_else(|_| u64::try_from(x).map(|x| json!(x)))
+                    .ok()
+            };
+            for x in [lo, hi] {
+                assert!(
+                    dt.read_json(&value(x).expect("fits")).is_some(),
+                    "{name} {x}"
+                );
+            }
+            for x in [lo - 1, hi + 1] {
+                if let Some(v) = value(x) {
+                    assert_eq!(dt.read_json(&v), None, "{name} {x}");
+                }
+            }
+            assert_eq!(dt.read_json(&json!(1.5)), None, "{name} 1.5");
+        }
+        for name in ["FP32", "FP64"] {
+            let dt = Datatype::parse(name).expect(name);
+            assert_eq!(dt.read_json(&json!(1.5)), Some(1.5));
+            assert_eq!(dt.read_json(&json!(-3)), Some(-3.0));
+            assert_eq!(dt.read_json(&json!("1")), None);
+        }
+    }
 }

@@ -25,21 +25,9 @@ if [[ ! -x "$venv/bin/python" ]]; then
     exit 1
 fi
 
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
-    [[ -z "$server_pid" ]] || wait "$server_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# Sets $work (a scratch directory) and an EXIT trap that stops what was started.
+# shellcheck source=SCRIPTDIR/../background.sh
+source functions/predict/tests/background.sh
 
 fail() {
     echo "protocols: FAIL: $*" >&2
@@ -62,18 +50,15 @@ else
     echo "protocols: model built by examples/test_model.rs (trainer not available)"
 fi
 
-MODEL_URI="$store/digits" HOST=127.0.0.1 PORT=0 LOG_FORMAT=text RUST_LOG=info \
-    "$target/debug/predict" >"$work/predict.log" 2>&1 &
-server_pid=$!
-
-addr=""
-for _ in $(seq 200); do
+start_in_background "$work/predict.log" env MODEL_URI="$store/digits" HOST=127.0.0.1 PORT=0 \
+    LOG_FORMAT=text RUST_LOG=info "$target/debug/predict"
+server_pid=$started_pid
+listening() {
     addr="$(grep -oE 'addr=127\.0\.0\.1:[0-9]+' "$work/predict.log" | head -n 1 | cut -d= -f2 || true)"
-    [[ -n "$addr" ]] && break
-    kill -0 "$server_pid" 2>/dev/null || fail "predict exited during start-up"
-    sleep 0.05
-done
-[[ -n "$addr" ]] || fail "predict did not report its address within 10 s"
+    [[ -n "$addr" ]]
+}
+addr=""
+wait_until_ready "$server_pid" predict 10 listening
 url="http://$addr"
 echo "protocols: predict (pid $server_pid) on $url"
 

@@ -1,11 +1,17 @@
 //! Test support: a real model artifact built with the model crate alone (the trainer is
-//! developed separately), published into a temporary local store.
+//! developed separately), published into a temporary local store; plain HTTP/1.1 over
+//! loopback; and the real binary, started and stopped ([`running`]).
 //!
 //! The model is a nearest-centroid linear classifier on standardised features:
 //! `w_k = mu_k`, `b_k = -|mu_k|^2 / 2`, which is exactly a softmax-shaped linear model;
 //! good enough (>85% on digits) and deterministic, with no iteration.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
+
+// Integration tests only (cfg(test)): cargo names the binary to them, not to
+// `examples/test_model.rs`, which also compiles this module.
+#[cfg(test)]
+pub mod running;
 
 use std::path::{Path, PathBuf};
 
