@@ -10,8 +10,8 @@
 //! four-lane loops into vector instructions; without, `f64::mul_add` is the same correctly
 //! rounded operation, done by the C library.
 //!
-//! The one `unsafe` call of the workspace lives here: entering the AVX2 + FMA copy of the
-//! kernel after the CPU was checked for both features.
+//! The run-time choice of instruction set is pulp's (`Arch::dispatch`), so this crate needs
+//! no `unsafe` of its own.
 
 /// f64 lanes in one 256-bit vector: the padding unit of the class axis.
 pub const LANES: usize = 4;
@@ -57,23 +57,29 @@ pub struct ChunkSums {
 }
 
 /// Loss and gradient sums of the rows `rows` (each a slice of `f` standardised features)
-/// with classes `y`. Picks the AVX2 + FMA build of the kernel when the CPU has both; the
-/// result is the same bits either way.
+/// with classes `y`. pulp runs the kernel inside a function compiled for the best
+/// instruction set the CPU has (x86-64-v3: AVX2 + FMA), checked at run time; the result is
+/// the same bits either way.
 pub fn chunk(rows: &[&[f64]], y: &[usize], w: &Weights) -> ChunkSums {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        #[allow(unsafe_code)]
-        // SAFETY: `chunk_avx2` only needs the AVX2 and FMA instructions, and the CPU was
-        // just checked to have both.
-        return unsafe { chunk_avx2(rows, y, w) };
-    }
-    chunk_portable(rows, y, w)
+    pulp::Arch::new().dispatch(Chunk { rows, y, w })
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn chunk_avx2(rows: &[&[f64]], y: &[usize], w: &Weights) -> ChunkSums {
-    chunk_portable(rows, y, w)
+/// The kernel as pulp's unit of work. `with_simd` must be `#[inline(always)]` (and so must
+/// everything it calls) for the code to be compiled with the chosen target features; a
+/// closure would not be.
+struct Chunk<'a> {
+    rows: &'a [&'a [f64]],
+    y: &'a [usize],
+    w: &'a Weights,
+}
+
+impl pulp::WithSimd for Chunk<'_> {
+    type Output = ChunkSums;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> ChunkSums {
+        chunk_portable(self.rows, self.y, self.w)
+    }
 }
 
 #[inline(always)]
