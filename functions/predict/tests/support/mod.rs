@@ -8,9 +8,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
 
-// Integration tests only (cfg(test)): cargo names the binary to them, not to
-// `examples/test_model.rs`, which also compiles this module.
-#[cfg(test)]
 pub mod running;
 
 use std::path::{Path, PathBuf};

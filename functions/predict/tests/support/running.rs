@@ -7,8 +7,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_predict");
+/// The binary under test. Cargo names it to integration tests only; `examples/test_model.rs`
+/// compiles this module too (also in `cargo test --all-targets`) and never starts it.
+pub const BIN: &str = match option_env!("CARGO_BIN_EXE_predict") {
+    Some(path) => path,
+    None => "",
+};
 
 /// `predict` with a cleared environment, listening on 127.0.0.1 and a free port, logging
 /// JSON at `info`; add `MODEL_URI` and the rest. Also for runs expected to fail at start-up.
