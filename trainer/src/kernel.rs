@@ -18,9 +18,9 @@ pub const LANES: usize = 4;
 
 type Lanes = [f64; LANES];
 
-/// Shapes and parameters of one evaluation.
-#[derive(Debug, Clone)]
-pub struct Weights {
+/// Shapes and parameters of one evaluation, borrowed from the parameter vector.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
     /// Coefficient rows: 1 for a binary model (sigmoid), else the number of classes.
     pub k: usize,
     /// `k` rounded up to a multiple of [`LANES`]: the row stride of the scores.
@@ -28,20 +28,21 @@ pub struct Weights {
     /// Features.
     pub f: usize,
     /// Coefficients: `k` rows of `f`.
-    pub w: Vec<f64>,
+    pub w: &'a [f64],
     /// Intercepts (`k`).
-    pub b: Vec<f64>,
+    pub b: &'a [f64],
 }
 
-impl Weights {
+impl<'a> Weights<'a> {
     /// Split `w` (`k` coefficient rows of `f`, then `k` intercepts) for the kernel.
-    pub fn new(w: &[f64], k: usize, f: usize) -> Self {
+    pub fn new(w: &'a [f64], k: usize, f: usize) -> Self {
+        let (w, b) = w.split_at(k * f);
         Self {
             k,
             kp: k.div_ceil(LANES) * LANES,
             f,
-            w: w[..k * f].to_vec(),
-            b: w[k * f..k * f + k].to_vec(),
+            w,
+            b: &b[..k],
         }
     }
 }
@@ -60,7 +61,7 @@ pub struct ChunkSums {
 /// with classes `y`. pulp runs the kernel inside a function compiled for the best
 /// instruction set the CPU has (x86-64-v3: AVX2 + FMA), checked at run time; the result is
 /// the same bits either way.
-pub fn chunk(rows: &[&[f64]], y: &[usize], w: &Weights) -> ChunkSums {
+pub fn chunk(rows: &[&[f64]], y: &[usize], w: &Weights<'_>) -> ChunkSums {
     pulp::Arch::new().dispatch(Chunk { rows, y, w })
 }
 
@@ -70,7 +71,7 @@ pub fn chunk(rows: &[&[f64]], y: &[usize], w: &Weights) -> ChunkSums {
 struct Chunk<'a> {
     rows: &'a [&'a [f64]],
     y: &'a [usize],
-    w: &'a Weights,
+    w: &'a Weights<'a>,
 }
 
 impl pulp::WithSimd for Chunk<'_> {
@@ -83,7 +84,7 @@ impl pulp::WithSimd for Chunk<'_> {
 }
 
 #[inline(always)]
-fn chunk_portable(rows: &[&[f64]], y: &[usize], w: &Weights) -> ChunkSums {
+fn chunk_portable(rows: &[&[f64]], y: &[usize], w: &Weights<'_>) -> ChunkSums {
     let (kp, f) = (w.kp, w.f);
     let m = rows.len().min(y.len());
     let rows = &rows[..m];
@@ -124,7 +125,7 @@ fn fma(acc: &mut Lanes, x: f64, w: &Lanes) {
 /// per score, added pairwise at the end, then the features left over in order); a tile of
 /// four rows by two classes keeps eight independent accumulators in registers.
 #[inline(always)]
-fn scores(rows: &[&[f64]], w: &Weights, s: &mut [f64]) {
+fn scores(rows: &[&[f64]], w: &Weights<'_>, s: &mut [f64]) {
     let mut groups = rows.chunks_exact(SCORE_ROWS);
     let mut out = s.chunks_exact_mut(SCORE_ROWS * w.kp);
     for (g, o) in (&mut groups).zip(&mut out) {
@@ -140,7 +141,7 @@ fn scores(rows: &[&[f64]], w: &Weights, s: &mut [f64]) {
 const SCORE_ROWS: usize = 4;
 
 #[inline(always)]
-fn score_rows<const R: usize>(rows: &[&[f64]], w: &Weights, out: &mut [f64]) {
+fn score_rows<const R: usize>(rows: &[&[f64]], w: &Weights<'_>, out: &mut [f64]) {
     let (k, kp, f) = (w.k, w.kp, w.f);
     let x: [&[f64]; R] = std::array::from_fn(|r| &rows[r][..f]);
     let mut j = 0;
@@ -156,7 +157,7 @@ fn score_rows<const R: usize>(rows: &[&[f64]], w: &Weights, out: &mut [f64]) {
 #[inline(always)]
 fn score_tile<const R: usize, const J: usize>(
     x: &[&[f64]; R],
-    w: &Weights,
+    w: &Weights<'_>,
     j0: usize,
     kp: usize,
     out: &mut [f64],

@@ -328,7 +328,7 @@ impl<'a> Objective<'a> {
         ((loss + 0.5 * self.alpha * penalty) * inv_n, grad)
     }
 
-    fn chunk(&self, c: usize, kw: &kernel::Weights) -> kernel::ChunkSums {
+    fn chunk(&self, c: usize, kw: &kernel::Weights<'_>) -> kernel::ChunkSums {
         let start = c * CHUNK_ROWS;
         let end = (start + CHUNK_ROWS).min(self.n());
         let flat = self.x.as_slice().unwrap_or(&[]);

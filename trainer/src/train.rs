@@ -404,8 +404,7 @@ fn train_in(
         let inner = par;
         let done = AtomicUsize::new(0);
         progress.start("cross-validation", cfg.alphas.len() * k + 1);
-        type ChainResult = Vec<(usize, f64)>;
-        let run = |&(f, chain): &(usize, &[usize])| -> Result<ChainResult, TrainError> {
+        let run = |&(f, chain): &(usize, &[usize])| -> Result<Vec<(usize, f64)>, TrainError> {
             let mut prev: Option<LinearModel> = None;
             let mut out = Vec::with_capacity(chain.len());
             for &a in chain {
@@ -431,7 +430,7 @@ fn train_in(
             }
             Ok(out)
         };
-        let results: Vec<ChainResult> = if par {
+        let results: Vec<Vec<(usize, f64)>> = if par {
             tasks
                 .par_iter()
                 .with_max_len(1)
