@@ -3,8 +3,8 @@
 //! `D = ∂loss/∂S`, and the gradient `Xᵀ D`.
 //!
 //! Shaped for logistic regression: few classes, tens to hundreds of features, many rows.
-//! The class axis is padded to a multiple of [`LANES`] so that four classes fill one
-//! 256-bit vector. Every sum runs in one fixed order (features in order for a score, rows
+//! Scores are kept in blocks of four rows, class-major inside a block, so that the softmax
+//! steps run over four rows in one 256-bit vector with no padding classes. Every sum runs in one fixed order (features in order for a score, rows
 //! in order for a gradient entry) with fused multiply-adds, so the bits of the result do not
 //! depend on how rows are grouped, nor on the CPU: with AVX2 + FMA the compiler turns the
 //! four-lane loops into vector instructions; without, `f64::mul_add` is the same correctly
@@ -13,7 +13,7 @@
 //! The run-time choice of instruction set is pulp's (`Arch::dispatch`), so this crate needs
 //! no `unsafe` of its own.
 
-/// f64 lanes in one 256-bit vector: the padding unit of the class axis.
+/// f64 lanes in one 256-bit vector: the rows of one score block.
 pub const LANES: usize = 4;
 
 type Lanes = [f64; LANES];
@@ -23,8 +23,6 @@ type Lanes = [f64; LANES];
 pub struct Weights<'a> {
     /// Coefficient rows: 1 for a binary model (sigmoid), else the number of classes.
     pub k: usize,
-    /// `k` rounded up to a multiple of [`LANES`]: the row stride of the scores.
-    pub kp: usize,
     /// Features.
     pub f: usize,
     /// Coefficients: `k` rows of `f`.
@@ -39,7 +37,6 @@ impl<'a> Weights<'a> {
         let (w, b) = w.split_at(k * f);
         Self {
             k,
-            kp: k.div_ceil(LANES) * LANES,
             f,
             w,
             b: &b[..k],
@@ -58,109 +55,144 @@ pub struct ChunkSums {
 }
 
 /// Loss and gradient sums of the rows `rows` (each a slice of `f` standardised features)
-/// with classes `y`. pulp runs the kernel inside a function compiled for the best
-/// instruction set the CPU has (x86-64-v3: AVX2 + FMA), checked at run time; the result is
-/// the same bits either way.
+/// with classes `y`. On a CPU with AVX2 + FMA (x86-64-v3, checked at run time) the kernel
+/// runs inside a function compiled for it, its multiply-adds written as 256-bit
+/// instructions through pulp's safe wrappers; elsewhere the same operations run one lane at
+/// a time. The result is the same bits either way.
 pub fn chunk(rows: &[&[f64]], y: &[usize], w: &Weights<'_>) -> ChunkSums {
-    pulp::Arch::new().dispatch(Chunk { rows, y, w })
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v3) = pulp::x86::V3::try_new() {
+        return pulp::Simd::vectorize(v3, Chunk { rows, y, w, v3 });
+    }
+    chunk_with(rows, y, w, Portable)
+}
+
+/// Four-lane fused multiply-add `x · w + a`, each lane correctly rounded: the one vector
+/// operation the kernel spells out instead of leaving to the auto-vectoriser, whose choices
+/// for the tiles changed from one build to the next (and cost a third of the time).
+trait Fma4: Copy {
+    fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes;
+}
+
+/// Lane by lane, through `f64::mul_add`.
+#[derive(Clone, Copy)]
+struct Portable;
+
+impl Fma4 for Portable {
+    #[inline(always)]
+    fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes {
+        std::array::from_fn(|l| x[l].mul_add(w[l], a[l]))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Fma4 for pulp::x86::V3 {
+    #[inline(always)]
+    fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes {
+        use pulp::bytemuck::cast;
+        cast(self.mul_add_f64x4(cast(x), cast(w), cast(a)))
+    }
 }
 
 /// The kernel as pulp's unit of work. `with_simd` must be `#[inline(always)]` (and so must
-/// everything it calls) for the code to be compiled with the chosen target features; a
-/// closure would not be.
+/// everything it calls) for the code to be compiled with the CPU's features; a closure
+/// would not be.
+#[cfg(target_arch = "x86_64")]
 struct Chunk<'a> {
     rows: &'a [&'a [f64]],
     y: &'a [usize],
     w: &'a Weights<'a>,
+    v3: pulp::x86::V3,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl pulp::WithSimd for Chunk<'_> {
     type Output = ChunkSums;
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) -> ChunkSums {
-        chunk_portable(self.rows, self.y, self.w)
+        chunk_with(self.rows, self.y, self.w, self.v3)
     }
 }
 
 #[inline(always)]
-fn chunk_portable(rows: &[&[f64]], y: &[usize], w: &Weights<'_>) -> ChunkSums {
-    let (kp, f) = (w.kp, w.f);
+fn chunk_with<F: Fma4>(rows: &[&[f64]], y: &[usize], w: &Weights<'_>, simd: F) -> ChunkSums {
+    let (k, f) = (w.k, w.f);
     let m = rows.len().min(y.len());
-    let rows = &rows[..m];
-    let mut s = vec![0.0; m * kp];
-    scores(rows, w, &mut s);
-    let loss = if w.k == 1 {
-        sigmoid_loss(&mut s, y, kp)
+    let (rows, y) = (&rows[..m], &y[..m]);
+    // Scores in blocks of LANES rows, class-major inside a block: block `b`, class `j`,
+    // row `r` of the block at `(b * k + j) * LANES + r`. Lanes of a missing tail row stay 0.
+    let mut s = vec![0.0; m.div_ceil(LANES) * k * LANES];
+    scores(rows, w, &mut s, simd);
+    let loss = if k == 1 {
+        sigmoid_loss(&mut s, y)
     } else {
-        softmax_loss(&mut s, y, w.k, kp)
+        softmax_loss(&mut s, y, k)
     };
-    let k = w.k;
     let mut grad = vec![0.0; k * f + k];
     let (gw, gb) = grad.split_at_mut(k * f);
-    backward(rows, &s, k, kp, f, gw);
-    for d in s.chunks_exact(kp) {
-        for (g, v) in gb.iter_mut().zip(d) {
-            *g += v;
+    backward(rows, &s, k, f, gw, simd);
+    // Intercepts: rows in order for each class (tail lanes hold 0 and are skipped).
+    for (xb, d) in rows.chunks(LANES).zip(s.chunks_exact(k * LANES)) {
+        for r in 0..xb.len() {
+            for (j, g) in gb.iter_mut().enumerate() {
+                *g += d[j * LANES + r];
+            }
         }
     }
     ChunkSums { loss, grad }
 }
 
+/// `s[i][j] = b[j] + Σ_f x[i][f] · w[j][f]` into the block layout. Lanes run over features
+/// (four partial sums per score, added pairwise at the end, then the features left over in
+/// order); a tile of four rows by [`SCORE_CLASSES`] classes keeps its accumulators in
+/// registers.
 #[inline(always)]
-fn load(v: &[f64], at: usize) -> Lanes {
-    let mut out = [0.0; LANES];
-    out.copy_from_slice(&v[at..at + LANES]);
-    out
-}
-
-#[inline(always)]
-fn fma(acc: &mut Lanes, x: f64, w: &Lanes) {
-    for (a, wl) in acc.iter_mut().zip(w) {
-        *a = x.mul_add(*wl, *a);
+fn scores<F: Fma4>(rows: &[&[f64]], w: &Weights<'_>, s: &mut [f64], simd: F) {
+    let k = w.k;
+    for (xb, out) in rows.chunks(LANES).zip(s.chunks_exact_mut(k * LANES)) {
+        if let Ok(x) = <&[&[f64]; LANES]>::try_from(xb) {
+            score_rows::<LANES, F>(x, 0, w, out, simd);
+        } else {
+            for (r, x) in xb.iter().enumerate() {
+                score_rows::<1, F>(&[*x], r, w, out, simd);
+            }
+        }
     }
 }
 
-/// `s[i][j] = b[j] + Σ_f x[i][f] · w[j][f]`. Lanes run over features (four partial sums
-/// per score, added pairwise at the end, then the features left over in order); a tile of
-/// four rows by two classes keeps eight independent accumulators in registers.
-#[inline(always)]
-fn scores(rows: &[&[f64]], w: &Weights<'_>, s: &mut [f64]) {
-    let mut groups = rows.chunks_exact(SCORE_ROWS);
-    let mut out = s.chunks_exact_mut(SCORE_ROWS * w.kp);
-    for (g, o) in (&mut groups).zip(&mut out) {
-        score_rows::<SCORE_ROWS>(g, w, o);
-    }
-    let tail = groups.remainder();
-    let at = s.len() - tail.len() * w.kp;
-    for (x, o) in tail.iter().zip(s[at..].chunks_exact_mut(w.kp)) {
-        score_rows::<1>(std::slice::from_ref(x), w, o);
-    }
-}
-
-const SCORE_ROWS: usize = 4;
+/// Classes per score tile.
+const SCORE_CLASSES: usize = 2;
 
 #[inline(always)]
-fn score_rows<const R: usize>(rows: &[&[f64]], w: &Weights<'_>, out: &mut [f64]) {
-    let (k, kp, f) = (w.k, w.kp, w.f);
-    let x: [&[f64]; R] = std::array::from_fn(|r| &rows[r][..f]);
+fn score_rows<const R: usize, F: Fma4>(
+    x: &[&[f64]; R],
+    lane: usize,
+    w: &Weights<'_>,
+    out: &mut [f64],
+    simd: F,
+) {
+    let k = w.k;
+    let x: [&[f64]; R] = std::array::from_fn(|r| &x[r][..w.f]);
     let mut j = 0;
-    while j + 2 <= k {
-        score_tile::<R, 2>(&x, w, j, kp, out);
-        j += 2;
+    while j + SCORE_CLASSES <= k {
+        score_tile::<R, SCORE_CLASSES, F>(&x, w, j, lane, out, simd);
+        j += SCORE_CLASSES;
     }
-    if j < k {
-        score_tile::<R, 1>(&x, w, j, kp, out);
+    while j < k {
+        score_tile::<R, 1, F>(&x, w, j, lane, out, simd);
+        j += 1;
     }
 }
 
 #[inline(always)]
-fn score_tile<const R: usize, const J: usize>(
+fn score_tile<const R: usize, const J: usize, F: Fma4>(
     x: &[&[f64]; R],
     w: &Weights<'_>,
     j0: usize,
-    kp: usize,
+    lane: usize,
     out: &mut [f64],
+    simd: F,
 ) {
     let f = w.f;
     let n4 = f / LANES;
@@ -175,9 +207,7 @@ fn score_tile<const R: usize, const J: usize>(
         for (ar, xr) in acc.iter_mut().zip(&xv) {
             let xl = xr[v];
             for (a, wj) in ar.iter_mut().zip(&wl) {
-                for ((al, xv), wv) in a.iter_mut().zip(&xl).zip(wj) {
-                    *al = xv.mul_add(*wv, *al);
-                }
+                *a = simd.fma(*a, xl, *wj);
             }
         }
     }
@@ -187,68 +217,70 @@ fn score_tile<const R: usize, const J: usize>(
             for fi in f4..f {
                 t = xr[fi].mul_add(wj[fi], t);
             }
-            out[r * kp + j0 + jj] = t;
+            out[(j0 + jj) * LANES + lane + r] = t;
         }
     }
 }
 
-/// `g[j][f] = Σ_i d[i][j] · x[i][f]`, rows in order, into `g` laid out as `k` rows of `f`.
-/// Lanes run over features; a tile of two classes by sixteen features keeps eight
-/// independent accumulators in registers for the whole chunk.
+/// `g[j][f] = Σ_i d[i][j] · x[i][f]`, rows in order, from `d` in the block layout into `g`
+/// laid out as `k` rows of `f`. Lanes run over features; a tile of two classes by sixteen
+/// features keeps eight independent accumulators in registers for the whole chunk.
 #[inline(always)]
-fn backward(rows: &[&[f64]], d: &[f64], k: usize, kp: usize, f: usize, g: &mut [f64]) {
+fn backward<F: Fma4>(rows: &[&[f64]], d: &[f64], k: usize, f: usize, g: &mut [f64], simd: F) {
     let f16 = f / 16 * 16;
     let f4 = f / 4 * 4;
-    let mut j = 0;
-    while j < k {
-        let two = j + 1 < k;
-        let mut f0 = 0;
-        while f0 < f16 {
-            if two {
-                grad_tile::<2, 4>(rows, d, kp, j, f0, f, g);
-            } else {
-                grad_tile::<1, 4>(rows, d, kp, j, f0, f, g);
+    // Feature groups outside, classes inside: a group's columns of the chunk are read from
+    // memory once and then from L1 by every class.
+    let mut f0 = 0;
+    while f0 < f4 {
+        let wide = f0 < f16;
+        let mut j = 0;
+        while j < k {
+            let two = j + 1 < k;
+            match (two, wide) {
+                (true, true) => grad_tile::<2, 4, F>(rows, d, k, j, f0, f, g, simd),
+                (false, true) => grad_tile::<1, 4, F>(rows, d, k, j, f0, f, g, simd),
+                (true, false) => grad_tile::<2, 1, F>(rows, d, k, j, f0, f, g, simd),
+                (false, false) => grad_tile::<1, 1, F>(rows, d, k, j, f0, f, g, simd),
             }
-            f0 += 16;
+            j += if two { 2 } else { 1 };
         }
-        while f0 < f4 {
-            if two {
-                grad_tile::<2, 1>(rows, d, kp, j, f0, f, g);
-            } else {
-                grad_tile::<1, 1>(rows, d, kp, j, f0, f, g);
-            }
-            f0 += 4;
-        }
-        for jj in j..(j + if two { 2 } else { 1 }) {
-            for fi in f4..f {
-                let mut acc = 0.0;
-                for (x, di) in rows.iter().zip(d.chunks_exact(kp)) {
-                    acc = di[jj].mul_add(x[fi], acc);
+        f0 += if wide { 16 } else { LANES };
+    }
+    for j in 0..k {
+        for fi in f4..f {
+            let mut acc = 0.0;
+            for (xb, db) in rows.chunks(LANES).zip(d.chunks_exact(k * LANES)) {
+                for (r, x) in xb.iter().enumerate() {
+                    acc = db[j * LANES + r].mul_add(x[fi], acc);
                 }
-                g[jj * f + fi] = acc;
             }
+            g[j * f + fi] = acc;
         }
-        j += if two { 2 } else { 1 };
     }
 }
 
 #[inline(always)]
-fn grad_tile<const J: usize, const V: usize>(
+#[allow(clippy::too_many_arguments)]
+fn grad_tile<const J: usize, const V: usize, F: Fma4>(
     rows: &[&[f64]],
     d: &[f64],
-    kp: usize,
+    k: usize,
     j0: usize,
     f0: usize,
     f: usize,
     g: &mut [f64],
+    simd: F,
 ) {
     let mut acc = [[[0.0; LANES]; V]; J];
-    for (x, di) in rows.iter().zip(d.chunks_exact(kp)) {
-        let x = &x[f0..f0 + V * LANES];
-        for (jj, aj) in acc.iter_mut().enumerate() {
-            let dv = di[j0 + jj];
-            for (v, a) in aj.iter_mut().enumerate() {
-                fma(a, dv, &load(x, v * LANES));
+    for (xb, db) in rows.chunks(LANES).zip(d.chunks_exact(k * LANES)) {
+        for (r, x) in xb.iter().enumerate() {
+            let x = &x[f0..f0 + V * LANES].as_chunks::<LANES>().0[..V];
+            for (jj, aj) in acc.iter_mut().enumerate() {
+                let dv = [db[(j0 + jj) * LANES + r]; LANES];
+                for (a, xv) in aj.iter_mut().zip(x) {
+                    *a = simd.fma(*a, dv, *xv);
+                }
             }
         }
     }
@@ -260,44 +292,72 @@ fn grad_tile<const J: usize, const V: usize>(
     }
 }
 
-/// Softmax cross-entropy of each row of `s` (`k` real scores, then padding); turns `s`
-/// into `p - onehot(y)` (padding 0). Returns the summed loss.
+/// Softmax cross-entropy of each row of the block-laid scores `s` (`k` classes, `y.len()`
+/// rows); turns `s` into `p - onehot(y)` (tail lanes 0). Returns the summed loss.
+/// Each step runs over the four rows of a block at once.
 #[inline(always)]
-fn softmax_loss(s: &mut [f64], y: &[usize], k: usize, kp: usize) -> f64 {
-    let mut zy = Vec::with_capacity(y.len());
-    for (row, &yi) in s.chunks_exact_mut(kp).zip(y) {
-        let (real, pad) = row.split_at_mut(k);
-        let max = real.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-        for v in real.iter_mut() {
-            *v -= max;
+fn softmax_loss(s: &mut [f64], y: &[usize], k: usize) -> f64 {
+    let mut zy = vec![0.0; s.len() / k];
+    for ((blk, z), yb) in s
+        .chunks_exact_mut(k * LANES)
+        .zip(zy.chunks_exact_mut(LANES))
+        .zip(y.chunks(LANES))
+    {
+        let mut max = [f64::NEG_INFINITY; LANES];
+        for c in blk.chunks_exact(LANES) {
+            for (m, v) in max.iter_mut().zip(c) {
+                *m = m.max(*v);
+            }
         }
-        pad.fill(f64::NEG_INFINITY);
-        zy.push(real[yi.min(k - 1)]);
+        for c in blk.chunks_exact_mut(LANES) {
+            for (v, m) in c.iter_mut().zip(&max) {
+                *v -= m;
+            }
+        }
+        for (r, &yi) in yb.iter().enumerate() {
+            z[r] = blk[yi.min(k - 1) * LANES + r];
+        }
     }
-    // One flat, vectorisable pass of exp over every score (padding gives exactly 0).
+    // One flat, vectorisable pass of exp over every score.
     for v in s.iter_mut() {
         *v = exp(*v);
     }
     let mut loss = 0.0;
-    for ((row, &yi), z) in s.chunks_exact_mut(kp).zip(y).zip(zy) {
-        let sum: f64 = row[..k].iter().sum();
-        loss += sum.ln() - z;
-        let inv = 1.0 / sum;
-        for v in row.iter_mut() {
-            *v *= inv;
+    for ((blk, z), yb) in s
+        .chunks_exact_mut(k * LANES)
+        .zip(zy.chunks_exact(LANES))
+        .zip(y.chunks(LANES))
+    {
+        let mut sum = [0.0; LANES];
+        for c in blk.chunks_exact(LANES) {
+            for (t, v) in sum.iter_mut().zip(c) {
+                *t += v;
+            }
         }
-        row[yi.min(k - 1)] -= 1.0;
+        let mut inv = [0.0; LANES];
+        for (r, &t) in sum.iter().enumerate().take(yb.len()) {
+            loss += t.ln() - z[r];
+            inv[r] = 1.0 / t;
+        }
+        for c in blk.chunks_exact_mut(LANES) {
+            for (v, i) in c.iter_mut().zip(&inv) {
+                *v *= i;
+            }
+        }
+        for (r, &yi) in yb.iter().enumerate() {
+            blk[yi.min(k - 1) * LANES + r] -= 1.0;
+        }
     }
     loss
 }
 
-/// Logistic loss of the first score of each row of `s` (class 1 positive); turns it into
-/// `sigmoid(t) - y`. Returns the summed loss.
+/// Logistic loss of each score in `s` (one class: the block layout is row order; class 1
+/// positive); turns it into `sigmoid(t) - y`. Returns the summed loss.
 #[inline(always)]
-fn sigmoid_loss(s: &mut [f64], y: &[usize], kp: usize) -> f64 {
+fn sigmoid_loss(s: &mut [f64], y: &[usize]) -> f64 {
     let mut loss = 0.0;
-    for (row, &yi) in s.chunks_exact_mut(kp).zip(y) {
-        let t = row[0];
+    for (v, &yi) in s.iter_mut().zip(y) {
+        let t = *v;
         let yv = if yi == 1 { 1.0 } else { 0.0 };
         // log(1 + e^t) - y t, stably
         let softplus = if t > 0.0 {
@@ -306,8 +366,7 @@ fn sigmoid_loss(s: &mut [f64], y: &[usize], kp: usize) -> f64 {
             t.exp().ln_1p()
         };
         loss += softplus - yv * t;
-        row[0] = model::classifier::sigmoid(t) - yv;
-        row[1..].fill(0.0);
+        *v = model::classifier::sigmoid(t) - yv;
     }
     loss
 }
@@ -424,7 +483,7 @@ mod tests {
                 .collect();
             let kw = Weights::new(&w, k, f);
             let got = chunk(&rows, &y, &kw);
-            let portable = chunk_portable(&rows, &y, &kw);
+            let portable = chunk_with(&rows, &y, &kw, Portable);
             assert_eq!(got.loss.to_bits(), portable.loss.to_bits());
             assert_eq!(got.grad, portable.grad);
             let (loss, g) = naive(&rows, &y, &w, k, f);
