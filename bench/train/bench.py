@@ -50,36 +50,43 @@ def fit(trainer, args, tag):
         return json.load(f)
 
 
-def median_fit(trainer, args, tag, repeat):
-    runs = [fit(trainer, args, f"{tag}-{i}") for i in range(repeat)]
-    return statistics.median(r["fit_seconds"] for r in runs), runs[-1]
+def compare_runs(trainer, args, tag, rounds):
+    """`trainer compare`: seq and par interleaved in one process, `rounds` times each."""
+    report = os.path.join(WORK, f"{tag}.json")
+    sh([trainer, "compare", "--report", report, "--rounds", str(rounds)] + args)
+    with open(report) as f:
+        return json.load(f)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trainer", default=os.path.join(ROOT, "target", "release", "trainer"))
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=7,
+                    help="timed runs of each fit, ours and scikit-learn's (medians are reported)")
     ap.add_argument("--scale-rows", default="100000,300000,1000000")
     a = ap.parse_args()
     trainer = os.path.abspath(a.trainer)
     os.makedirs(WORK, exist_ok=True)
     os.chdir(ROOT)
     cores = os.cpu_count()
-    out = {"cores": cores, "load_average_at_start": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out = {"cores": cores, "repeat": a.repeat, "load_average_at_start": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     # 1. digits vs scikit-learn, same split.
     train_csv, test_csv = os.path.join(WORK, "digits-train.csv"), os.path.join(WORK, "digits-test.csv")
     sh([trainer, "split", "--data", "data/digits.csv", "--seed", "42", "--train-out", train_csv, "--test-out", test_csv])
     same = ["--data", train_csv, "--test-data", test_csv]
-    single_s, single = median_fit(trainer, same + ["--alphas", "1"], "digits-single", a.repeat)
-    single_seq_s, _ = median_fit(trainer, same + ["--alphas", "1", "--mode", "seq"], "digits-single-seq", a.repeat)
-    cv_s, cv = median_fit(trainer, same, "digits-cv", a.repeat)
-    cv_seq_s, _ = median_fit(trainer, same + ["--mode", "seq"], "digits-cv-seq", a.repeat)
+    # Our times are medians of interleaved seq / par rounds in one process, as scikit-learn's
+    # are medians of repeated fits in one process (loading is outside both clocks).
+    sc = compare_runs(trainer, same + ["--alphas", "1"], "digits-single", a.repeat)
+    single_s, single_seq_s, single = statistics.median(sc["par_seconds"]), statistics.median(sc["seq_seconds"]), sc["par"]
+    cc = compare_runs(trainer, same, "digits-cv", a.repeat)
+    cv_s, cv_seq_s, cv = statistics.median(cc["par_seconds"]), statistics.median(cc["seq_seconds"]), cc["par"]
     default = fit(trainer, [], "digits-default")
     py = python_with_sklearn()
     sk = json.loads(sh([py, os.path.join(ROOT, "bench", "train", "sklearn_ref.py"), "--train", train_csv,
                         "--test", test_csv, "--alpha", "1", "--alphas", GRID, "--folds", "5",
-                        "--max-iter", "1000", "--tol", "1e-4", "--repeat", str(a.repeat)],
+                        "--max-iter", "1000", "--tol", "1e-4", "--repeat", str(a.repeat),
+                        "--cv-repeat", str(a.repeat)],
                     env=dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")))
     out["digits"] = {
         "default_fit_accuracy": default["accuracy"], "default_fit_alpha": default["alpha"],
@@ -96,21 +103,20 @@ def main():
     }
 
     # 2. par vs seq: the default work, then growing generated data.
-    def compare(args, tag):
-        report = os.path.join(WORK, f"{tag}.json")
-        sh([trainer, "compare", "--report", report] + args)
-        with open(report) as f:
-            r = json.load(f)
-        return {"seq_s": r["seq"]["fit_seconds"], "par_s": r["par"]["fit_seconds"], "speedup": r["speedup"],
-                "threads": r["threads"], "identical": r["identical"], "accuracy": r["par"]["accuracy"]}
+    def compare(args, tag, rounds):
+        r = compare_runs(trainer, args, tag, rounds)
+        return {"seq_s": statistics.median(r["seq_seconds"]), "par_s": statistics.median(r["par_seconds"]),
+                "speedup": r["speedup"], "rounds": r["rounds"], "seq_runs": r["seq_seconds"],
+                "par_runs": r["par_seconds"], "threads": r["threads"], "identical": r["identical"],
+                "accuracy": r["par"]["accuracy"]}
 
-    out["compare_default"] = compare([], "compare-default")
+    out["compare_default"] = compare([], "compare-default", max(a.repeat, 5))
     sizes = []
     for rows in [500, 5000, 50000, 200000]:
         path = os.path.join(WORK, f"gen-{rows}.csv")
         if not os.path.exists(path):
             sh([trainer, "generate", "--rows", str(rows), "--features", "20", "--classes", "4", "--seed", "1", "--out", path])
-        r = compare(["--data", path, "--alphas", "0.1,1,10", "--folds", "3"], f"compare-{rows}")
+        r = compare(["--data", path, "--alphas", "0.1,1,10", "--folds", "3"], f"compare-{rows}", 3)
         r["rows"] = rows
         sizes.append(r)
     out["compare_sizes"] = sizes
@@ -142,7 +148,7 @@ def print_summary(o):
     d = o["digits"]
     s, m = d["single_fit"], d["model_selection"]
     ok = lambda c: "PASS" if c else "MISS"
-    print(f"\n== bench-train on {o['cores']} cores, load average at start {o['load_average_at_start'][0]:.1f} "
+    print(f"\n== bench-train (times: medians of {o['repeat']} runs) on {o['cores']} cores, load average at start {o['load_average_at_start'][0]:.1f} "
           f"(scikit-learn {d['sklearn_version']}, single-threaded BLAS) ==")
     print(f"digits holdout accuracy (trainer fit defaults): {d['default_fit_accuracy']:.4f} "
           f"(alpha {d['default_fit_alpha']})  target >= 0.975: {ok(d['default_fit_accuracy'] >= 0.975)}")
@@ -156,7 +162,8 @@ def print_summary(o):
     print(f"{'  accuracy / chosen alpha':34}{m['rust_accuracy']:>10.4f}{'':>10}{m['sklearn_accuracy']:>10.4f}"
           f"   alpha {m['rust_alpha']} vs {m['sklearn_alpha']:.4g}")
     c = o["compare_default"]
-    print(f"\ncompare (digits default work): seq {c['seq_s']:.4f}s par {c['par_s']:.4f}s on {c['threads']} threads "
+    print(f"\ncompare (digits default work, medians of {c['rounds']} interleaved rounds): seq {c['seq_s']:.4f}s "
+          f"par {c['par_s']:.4f}s on {c['threads']} threads "
           f"-> {c['speedup']:.2f}x, identical {c['identical']}  target >= 1.7x: {ok(c['speedup'] >= 1.7)}")
     for r in o["compare_sizes"]:
         print(f"  {r['rows']:>8} rows x 20 features, 4 classes, 3x3 CV: seq {r['seq_s']:.4f}s par {r['par_s']:.4f}s "

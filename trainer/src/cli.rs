@@ -123,6 +123,11 @@ pub struct CompareArgs {
         default_value = "reports/compare.json"
     )]
     pub report: PathBuf,
+    /// Rounds of seq and par, interleaved (the order alternates each round); the table
+    /// shows the median of each. One run of a tenth of a second is at the mercy of whatever
+    /// else the machine does; the median of several, side by side, is not.
+    #[arg(long, env = "TRAINER_COMPARE_ROUNDS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: u32,
 }
 
 /// `trainer generate`.
@@ -200,6 +205,17 @@ pub fn resolve_threads(requested: Option<usize>) -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
+/// Median of `v` (mean of the middle two for an even count); 0 for none.
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => f64::midpoint(v[n / 2 - 1], v[n / 2]),
+    }
+}
+
 /// Run a parsed command line; output goes to stdout, progress to stderr.
 pub fn run(cli: Cli) -> Result<(), TrainError> {
     match cli.command {
@@ -259,14 +275,48 @@ pub const ORIGINAL: [(&str, f64, f64); 2] = [
     ("original: scikit-learn in Ray", 0.9750, 7.6),
 ];
 
-/// `trainer compare`: the same work seq and par; nothing is published.
+/// `trainer compare`: the same work seq and par, `--rounds` times each, interleaved;
+/// nothing is published.
 pub fn compare(a: &CompareArgs, progress: &Progress) -> Result<CompareReport, TrainError> {
     let cfg = config(&a.data, &a.model, "compare");
     let threads = resolve_threads(a.model.threads);
     let prep = train::prepare(&cfg)?;
-    let seq = train::train(&prep, &cfg, Mode::Seq, 1, progress)?;
-    let par = train::train(&prep, &cfg, Mode::Par, threads, progress)?;
-    let identical = seq.model.coef == par.model.coef && seq.model.intercept == par.model.intercept;
+    let mut seq_runs = Vec::new();
+    let mut par_runs = Vec::new();
+    let mut identical = true;
+    let mut last = None;
+    for round in 0..a.rounds {
+        // Alternate which mode goes first, so neither always runs on a warmer machine.
+        let order = if round % 2 == 0 {
+            [Mode::Seq, Mode::Par]
+        } else {
+            [Mode::Par, Mode::Seq]
+        };
+        for mode in order {
+            let t = train::train(&prep, &cfg, mode, threads, progress)?;
+            match mode {
+                Mode::Seq => seq_runs.push(t),
+                Mode::Par => par_runs.push(t),
+            }
+        }
+        if let (Some(s), Some(p)) = (seq_runs.last(), par_runs.last()) {
+            let m = (&s.model.coef, &s.model.intercept);
+            identical &= m == (&p.model.coef, &p.model.intercept);
+            if let Some((c, i)) = &last {
+                identical &= (c, i) == m;
+            }
+            last = Some((s.model.coef.clone(), s.model.intercept.clone()));
+        }
+    }
+    let seq_seconds: Vec<f64> = seq_runs.iter().map(train::Trained::fit_seconds).collect();
+    let par_seconds: Vec<f64> = par_runs.iter().map(train::Trained::fit_seconds).collect();
+    let (seq_median, par_median) = (median(&seq_seconds), median(&par_seconds));
+    let (Some(seq), Some(par)) = (seq_runs.first(), par_runs.first()) else {
+        return Err(TrainError::Param {
+            name: "--rounds",
+            message: "must be at least 1".into(),
+        });
+    };
     let mut rows: Vec<CompareRow> = ORIGINAL
         .iter()
         .map(|(v, acc, s)| CompareRow {
@@ -279,22 +329,25 @@ pub fn compare(a: &CompareArgs, progress: &Progress) -> Result<CompareReport, Tr
     rows.push(CompareRow {
         version: "rust: seq (1 thread)".into(),
         accuracy: seq.eval.accuracy,
-        seconds: seq.fit_seconds(),
+        seconds: seq_median,
         measured: true,
     });
     rows.push(CompareRow {
         version: format!("rust: par ({threads} threads)"),
         accuracy: par.eval.accuracy,
-        seconds: par.fit_seconds(),
+        seconds: par_median,
         measured: true,
     });
     let r = CompareReport {
         rows,
-        speedup: seq.fit_seconds() / par.fit_seconds().max(1e-12),
+        speedup: seq_median / par_median.max(1e-12),
         threads,
         identical,
-        seq: FitReport::new(&seq, &prep, cfg.folds, &cfg.alphas, cfg.seed, None),
-        par: FitReport::new(&par, &prep, cfg.folds, &cfg.alphas, cfg.seed, None),
+        rounds: a.rounds,
+        seq_seconds,
+        par_seconds,
+        seq: FitReport::new(seq, &prep, cfg.folds, &cfg.alphas, cfg.seed, None),
+        par: FitReport::new(par, &prep, cfg.folds, &cfg.alphas, cfg.seed, None),
     };
     report::write_json(&a.report, &r)?;
     Ok(r)

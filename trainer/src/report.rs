@@ -238,15 +238,21 @@ pub struct CompareRow {
 pub struct CompareReport {
     /// The rows, the original's first.
     pub rows: Vec<CompareRow>,
-    /// Sequential seconds over parallel seconds.
+    /// Median sequential seconds over median parallel seconds.
     pub speedup: f64,
     /// Threads of the parallel run.
     pub threads: usize,
-    /// True when seq and par produced bit-identical coefficients and intercepts.
+    /// True when every run, seq and par, produced bit-identical coefficients and intercepts.
     pub identical: bool,
-    /// Full reports of the two runs.
+    /// Rounds of seq and par (interleaved).
+    pub rounds: u32,
+    /// Fit seconds (cross-validation + refit) of every sequential run, in order.
+    pub seq_seconds: Vec<f64>,
+    /// Fit seconds of every parallel run, in order.
+    pub par_seconds: Vec<f64>,
+    /// Full report of the first sequential run.
     pub seq: FitReport,
-    /// Full report of the parallel run.
+    /// Full report of the first parallel run.
     pub par: FitReport,
 }
 
@@ -269,8 +275,8 @@ impl CompareReport {
         }
         let _ = writeln!(
             s,
-            "\nspeedup par/seq: {:.2}x on {} threads",
-            self.speedup, self.threads
+            "\nspeedup par/seq: {:.2}x on {} threads (medians of {} interleaved rounds)",
+            self.speedup, self.threads, self.rounds
         );
         let _ = writeln!(
             s,

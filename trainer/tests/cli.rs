@@ -232,15 +232,42 @@ fn compare_reports_speedup_and_identical_models() {
         "2",
         "--threads",
         "2",
+        "--rounds",
+        "3",
         "--report",
         "c.json",
     ]));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("speedup") && out.contains("original"), "{out}");
+    assert!(out.contains("medians of 3 interleaved rounds"), "{out}");
     let r = read_json(&d.join("c.json"));
     assert_eq!(r["identical"], true);
-    assert_eq!(r["rows"].as_array().map(Vec::len), Some(4));
-    assert!(r["speedup"].as_f64().is_some());
+    assert_eq!(r["rounds"], 3);
+    let times = |k: &str| -> Vec<f64> {
+        r[k].as_array()
+            .map(|v| v.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let (seq, par) = (times("seq_seconds"), times("par_seconds"));
+    assert_eq!((seq.len(), par.len()), (3, 3), "{r}");
+    // The table's times are the medians of the rounds.
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[1]
+    };
+    let table = r["rows"].as_array().expect("rows");
+    assert_eq!(table.len(), 4);
+    assert_eq!(table[2]["seconds"].as_f64(), Some(median(seq.clone())));
+    assert_eq!(table[3]["seconds"].as_f64(), Some(median(par.clone())));
+    assert_eq!(r["speedup"].as_f64(), Some(median(seq) / median(par)));
+    let bad = trainer(d)
+        .args(["compare", "--data"])
+        .arg(&data)
+        .args(["--rounds", "0"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--rounds"));
     assert!(!d.join("artifacts").exists(), "compare must not publish");
 }
 
