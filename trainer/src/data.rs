@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 
 use model::store::Location;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, Slice};
 use sha2::{Digest, Sha256};
 
 use crate::error::TrainError;
@@ -113,11 +113,7 @@ impl Parsed {
         let (classes, remap) = order_classes(&self.label_names);
         let y = self.raw_labels.iter().map(|&r| remap[r]).collect();
         let n_rows = self.values.len() / self.n_features.max(1);
-        let mut values = self.values;
-        values.shrink_to_fit();
-        // The length is n_rows * n_features by construction, so this cannot fail.
-        let x = Array2::from_shape_vec((n_rows, self.n_features), values)
-            .unwrap_or_else(|_| Array2::zeros((0, self.n_features)));
+        let x = aligned_matrix(self.values, n_rows, self.n_features);
         Dataset {
             x,
             y,
@@ -127,6 +123,31 @@ impl Parsed {
             sha256,
         }
     }
+}
+
+/// Rows of vector-aligned loads start on a cache line: an evaluation over a matrix at an
+/// address 16 bytes past one takes a fifth longer (every other 32-byte load is split).
+const MATRIX_ALIGN: usize = 64;
+
+/// `values` (`n_rows * n_features`, row-major) as a matrix whose first element sits on a
+/// [`MATRIX_ALIGN`]-byte boundary. The values are moved within their own allocation (no
+/// second copy of the matrix is ever held); the unused head of the buffer is at most 56
+/// bytes. A length that does not match gives an empty matrix (callers pass `n_rows` from
+/// the length).
+pub fn aligned_matrix(mut values: Vec<f64>, n_rows: usize, n_features: usize) -> Array2<f64> {
+    let len = n_rows * n_features;
+    if values.len() != len {
+        return Array2::zeros((0, n_features));
+    }
+    let lanes = MATRIX_ALIGN / std::mem::size_of::<f64>();
+    values.resize(len + lanes - 1, 0.0);
+    values.shrink_to_fit();
+    let off = (lanes - values.as_ptr().addr() / std::mem::size_of::<f64>() % lanes) % lanes;
+    values.copy_within(0..len, off);
+    ndarray::Array1::from_vec(values)
+        .slice_axis_move(Axis(0), Slice::from(off..off + len))
+        .into_shape_with_order((n_rows, n_features))
+        .unwrap_or_else(|_| Array2::zeros((0, n_features)))
 }
 
 /// Sort class names (numerically if all are integers, else lexicographically) and return
@@ -680,6 +701,21 @@ mod tests {
         for (i, &p) in perm.iter().enumerate() {
             assert_eq!(x.row(i).to_vec(), [(p * 10) as f64, (p * 10 + 1) as f64]);
         }
+    }
+
+    #[test]
+    fn aligned_matrix_keeps_values_and_starts_on_a_cache_line() {
+        for (n, f) in [(0, 3), (1, 1), (5, 2), (37, 13), (300, 64)] {
+            let values: Vec<f64> = (0..n * f).map(|i| i as f64 * 0.5).collect();
+            let x = aligned_matrix(values.clone(), n, f);
+            assert_eq!(x.dim(), (n, f));
+            assert_eq!(x.as_slice(), Some(values.as_slice()), "{n}x{f}");
+            if n * f > 0 {
+                assert_eq!(x.as_ptr().addr() % MATRIX_ALIGN, 0, "{n}x{f}");
+            }
+        }
+        // A length that does not match the shape is an empty matrix, not a panic.
+        assert_eq!(aligned_matrix(vec![1.0; 5], 2, 3).dim(), (0, 3));
     }
 
     #[test]

@@ -122,16 +122,17 @@ fn chunk_with<F: Fma4>(rows: &[&[f64]], y: &[usize], w: &Weights<'_>, simd: F) -
     let (rows, y) = (&rows[..m], &y[..m]);
     // Scores in blocks of LANES rows, class-major inside a block: block `b`, class `j`,
     // row `r` of the block at `(b * k + j) * LANES + r`. Lanes of a missing tail row stay 0.
-    let mut s = vec![0.0; m.div_ceil(LANES) * k * LANES];
-    scores(rows, w, &mut s, simd);
+    let mut buf = Vec::new();
+    let s = aligned_zeros(&mut buf, m.div_ceil(LANES) * k * LANES);
+    scores(rows, w, s, simd);
     let loss = if k == 1 {
-        sigmoid_loss(&mut s, y)
+        sigmoid_loss(s, y)
     } else {
-        softmax_loss(&mut s, y, k)
+        softmax_loss(s, y, k)
     };
     let mut grad = vec![0.0; k * f + k];
     let (gw, gb) = grad.split_at_mut(k * f);
-    backward(rows, &s, k, f, gw, simd);
+    backward(rows, s, k, f, gw, simd);
     // Intercepts: rows in order for each class (tail lanes hold 0 and are skipped).
     for (xb, d) in rows.chunks(LANES).zip(s.chunks_exact(k * LANES)) {
         for r in 0..xb.len() {
@@ -273,21 +274,62 @@ fn grad_tile<const J: usize, const V: usize, F: Fma4>(
     simd: F,
 ) {
     let mut acc = [[[0.0; LANES]; V]; J];
-    for (xb, db) in rows.chunks(LANES).zip(d.chunks_exact(k * LANES)) {
-        for (r, x) in xb.iter().enumerate() {
-            let x = &x[f0..f0 + V * LANES].as_chunks::<LANES>().0[..V];
-            for (jj, aj) in acc.iter_mut().enumerate() {
-                let dv = [db[(j0 + jj) * LANES + r]; LANES];
-                for (a, xv) in aj.iter_mut().zip(x) {
-                    *a = simd.fma(*a, dv, *xv);
-                }
-            }
+    let mut blocks = rows.chunks_exact(LANES);
+    let mut dblocks = d.chunks_exact(k * LANES);
+    for (xb, db) in (&mut blocks).zip(&mut dblocks) {
+        // A whole block: four rows, unrolled.
+        let db = &db[..k * LANES];
+        for (r, x) in xb.iter().enumerate().take(LANES) {
+            grad_row(
+                &mut acc,
+                &x[f0..f0 + V * LANES],
+                &db[j0 * LANES + r..],
+                simd,
+            );
+        }
+    }
+    if let Some(db) = dblocks.next() {
+        for (r, x) in blocks.remainder().iter().enumerate() {
+            grad_row(
+                &mut acc,
+                &x[f0..f0 + V * LANES],
+                &db[j0 * LANES + r..],
+                simd,
+            );
         }
     }
     for (jj, aj) in acc.iter().enumerate() {
         for (v, a) in aj.iter().enumerate() {
             let at = (j0 + jj) * f + f0 + v * LANES;
             g[at..at + LANES].copy_from_slice(a);
+        }
+    }
+}
+
+/// `len` zeros in `buf`, starting on a 32-byte boundary (whole-vector loads and stores).
+#[inline(always)]
+pub fn aligned_zeros(buf: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    buf.clear();
+    buf.resize(len + LANES - 1, 0.0);
+    let off = (LANES - buf.as_ptr().addr() / std::mem::size_of::<f64>() % LANES) % LANES;
+    &mut buf[off..off + len]
+}
+
+/// One row's share of a gradient tile: `acc[j] += d[j] · x` for the tile's classes, with
+/// `d[j]` at `d[j * LANES]` (one row of a score block) and `x` the tile's features.
+/// A function, not a closure: a closure would not be compiled with the kernel's features.
+#[inline(always)]
+fn grad_row<const J: usize, const V: usize, F: Fma4>(
+    acc: &mut [[Lanes; V]; J],
+    x: &[f64],
+    d: &[f64],
+    simd: F,
+) {
+    let x = &x.as_chunks::<LANES>().0[..V];
+    for (jj, aj) in acc.iter_mut().enumerate() {
+        let dv = [d[jj * LANES]; LANES];
+        for (a, xv) in aj.iter_mut().zip(x) {
+            *a = simd.fma(*a, dv, *xv);
         }
     }
 }

@@ -263,8 +263,9 @@ impl<'a> Objective<'a> {
     /// The objective for `records` / `labels` with penalty `alpha`.
     pub fn new(records: Rows<'a>, labels: Labels<'a>, alpha: f64, parallel: bool) -> Self {
         Self {
-            // Rows are read as contiguous slices; a prepared matrix already is one.
-            x: if records.x.is_standard_layout() {
+            // Rows are read as contiguous slices (the row stride is free: a prepared matrix
+            // pads it, see `train::prepare`).
+            x: if records.x.ncols() <= 1 || records.x.strides()[1] == 1 {
                 CowArray::from(records.x)
             } else {
                 CowArray::from(records.x.as_standard_layout().into_owned())
@@ -331,9 +332,14 @@ impl<'a> Objective<'a> {
     fn chunk(&self, c: usize, kw: &kernel::Weights<'_>) -> kernel::ChunkSums {
         let start = c * CHUNK_ROWS;
         let end = (start + CHUNK_ROWS).min(self.n());
-        let flat = self.x.as_slice().unwrap_or(&[]);
-        let f = self.x.ncols().max(1);
-        let row = |i: usize| flat.get(i * f..(i + 1) * f).unwrap_or(&[]);
+        let x = self.x.view();
+        let row = |i: usize| {
+            if i < x.nrows() {
+                x.index_axis_move(Axis(0), i).to_slice().unwrap_or(&[])
+            } else {
+                &[]
+            }
+        };
         let (rows, y): (Vec<&[f64]>, Vec<usize>) = match self.rows {
             None => (start..end).map(|i| (row(i), self.y[i])).unzip(),
             Some(idx) => idx[start..end].iter().map(|&i| (row(i), self.y[i])).unzip(),
@@ -405,8 +411,13 @@ impl Problem<'_> {
             return (*c, g.clone());
         }
         self.evals.fetch_add(1, Ordering::Relaxed);
-        let w = p.as_slice().map_or_else(|| p.to_vec(), <[f64]>::to_vec);
-        let (c, g) = self.obj.eval(&w);
+        // The kernel streams the weights as whole vectors: copy them to an aligned place.
+        let mut buf = Vec::new();
+        let w = kernel::aligned_zeros(&mut buf, p.len());
+        for (d, s) in w.iter_mut().zip(p) {
+            *d = *s;
+        }
+        let (c, g) = self.obj.eval(w);
         let g = Array1::from(g);
         *cache = Some((p.clone(), c, g.clone()));
         (c, g)

@@ -202,14 +202,12 @@ pub fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
             let n_train = x.nrows();
             let mut y: Vec<usize> = perm.iter().map(|&i| y[i]).collect();
             y.extend(t.y.iter().map(|&c| map[c]));
-            let mut flat = x.into_raw_vec_and_offset().0;
-            flat.extend_from_slice(
-                t.x.as_slice()
-                    .unwrap_or(&t.x.iter().copied().collect::<Vec<_>>()),
-            );
-            let rows = flat.len() / feature_names.len();
-            let x = Array2::from_shape_vec((rows, feature_names.len()), flat)
-                .map_err(|e| TrainError::Solver(e.to_string()))?;
+            let (mut flat, off) = x.into_raw_vec_and_offset();
+            flat.drain(..off.unwrap_or(0));
+            flat.truncate(n_train * feature_names.len());
+            flat.extend(t.x.iter().copied());
+            let rows = n_train + t.x.nrows();
+            let x = data::aligned_matrix(flat, rows, feature_names.len());
             (x, y, n_train)
         }
     };
@@ -629,5 +627,47 @@ mod tests {
         assert!((e.per_class[0].recall - 0.75).abs() < 1e-12);
         assert!((e.per_class[1].precision - 0.8).abs() < 1e-12);
         assert_eq!(e.per_class[1].support, 4);
+    }
+
+    #[test]
+    fn a_holdout_file_is_appended_raw_and_the_matrix_stays_aligned() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let csv = |name: &str, rows: &[[f64; 3]]| {
+            let mut s = String::from("a,b,label\n");
+            for r in rows {
+                s.push_str(&format!("{},{},{}\n", r[0], r[1], r[2]));
+            }
+            let p = tmp.path().join(name);
+            std::fs::write(&p, s).expect("write");
+            p.to_string_lossy().into_owned()
+        };
+        let train: Vec<[f64; 3]> = (0..23)
+            .map(|i| [f64::from(i), f64::from(i * i % 7), f64::from(i % 2)])
+            .collect();
+        let test = [[1.5, -2.0, 1.0], [0.25, 8.0, 0.0], [7.0, 7.0, 1.0]];
+        let cfg = TrainConfig {
+            data: csv("train.csv", &train),
+            test_data: Some(csv("test.csv", &test)),
+            label: "label".into(),
+            test_fraction: 0.2,
+            folds: 2,
+            alphas: vec![1.0],
+            seed: 3,
+            solver: SolverKind::Lbfgs,
+            max_iter: 10,
+            tol: 1e-4,
+            name: "t".into(),
+        };
+        let p = prepare(&cfg).expect("prepare");
+        assert_eq!((p.n_train, p.n_test(), p.x.ncols()), (23, 3, 2));
+        assert_eq!(p.x.as_ptr().addr() % 64, 0);
+        for (i, r) in test.iter().enumerate() {
+            assert_eq!(p.x.row(23 + i).to_vec(), r[..2].to_vec());
+            assert_eq!(p.y[23 + i], usize::from(r[2] == 1.0));
+        }
+        // Training rows are standardised: every column has mean 0.
+        for c in p.train_x().columns() {
+            assert!(c.sum().abs() < 1e-9);
+        }
     }
 }
