@@ -376,11 +376,17 @@ fn softmax_loss(s: &mut [f64], y: &[usize], k: usize) -> f64 {
                 *t += v;
             }
         }
+        // One logarithm per block: each sum lies in [1, k] (the largest term is e^0), so
+        // the product of four cannot overflow for any number of classes memory can hold.
         let mut inv = [0.0; LANES];
+        let mut prod = 1.0;
+        let mut zs = 0.0;
         for (r, &t) in sum.iter().enumerate().take(yb.len()) {
-            loss += t.ln() - z[r];
+            prod *= t;
+            zs += z[r];
             inv[r] = 1.0 / t;
         }
+        loss += prod.ln() - zs;
         for c in blk.chunks_exact_mut(LANES) {
             for (v, i) in c.iter_mut().zip(&inv) {
                 *v *= i;
