@@ -7,8 +7,8 @@
 //! f(W, b) = ( sum_i loss_i(W, b) + alpha/2 * ||W||^2 ) / n      (intercepts not penalised)
 //! ```
 //!
-//! Loss and gradient are computed in one fused pass over *fixed* chunks of [`CHUNK_ROWS`]
-//! rows. Chunk boundaries never depend on the thread count and the per-chunk partial sums
+//! Loss and gradient are computed in one fused pass over *fixed* chunks of at most
+//! [`CHUNK_ROWS`] rows. Chunk boundaries never depend on the thread count and the per-chunk partial sums
 //! are added in chunk order, so the result is bit-for-bit the same on one thread or many.
 //!
 //! linfa-logistic 0.8.1 stays available as a reference solver ([`SolverKind::Linfa`]).
@@ -32,8 +32,24 @@ use serde::Serialize;
 use crate::error::TrainError;
 use crate::kernel;
 
-/// Rows per chunk of the fused loss / gradient pass. Fixed: it decides the summation order.
+/// Rows per chunk of the fused loss / gradient pass, at most. The chunks of `n` rows are an
+/// even number of near-equal parts (see [`chunks`]); they depend on `n` only, never on
+/// threads, because they decide the summation order.
 pub const CHUNK_ROWS: usize = 256;
+
+/// How many chunks `n` rows are cut into: the fewest parts of at most [`CHUNK_ROWS`] rows,
+/// rounded up to an even count. Chunk `c` is rows `c·n/chunks .. (c+1)·n/chunks`, so sizes
+/// differ by at most one row and two (or four, ...) threads get the same work: fixed 256-row
+/// chunks left 768 of the 1437 digits rows to one thread and 669 to the other.
+pub fn chunks(n: usize) -> usize {
+    n.div_ceil(CHUNK_ROWS).next_multiple_of(2)
+}
+
+/// Rows `start..end` of chunk `c` of `chunks` over `n` rows.
+fn chunk_range(c: usize, chunks: usize, n: usize) -> (usize, usize) {
+    let at = |c: usize| (c * n).checked_div(chunks).unwrap_or(0);
+    (at(c), at(c + 1))
+}
 
 /// Which optimiser fits the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -296,15 +312,17 @@ impl<'a> Objective<'a> {
         let (k, f) = (self.k, self.x.ncols());
         let kw = kernel::Weights::new(w, k, f);
         let n = self.n();
-        let n_chunks = n.div_ceil(CHUNK_ROWS);
+        let n_chunks = chunks(n);
         let partials: Vec<kernel::ChunkSums> = if self.parallel && n_chunks > 1 {
             (0..n_chunks)
                 .into_par_iter()
                 .with_max_len(1)
-                .map(|c| self.chunk(c, &kw))
+                .map(|c| self.chunk(c, n_chunks, &kw))
                 .collect()
         } else {
-            (0..n_chunks).map(|c| self.chunk(c, &kw)).collect()
+            (0..n_chunks)
+                .map(|c| self.chunk(c, n_chunks, &kw))
+                .collect()
         };
         // Fixed-order reduction: the same sums in the same order on any thread count.
         let mut loss = 0.0;
@@ -329,9 +347,8 @@ impl<'a> Objective<'a> {
         ((loss + 0.5 * self.alpha * penalty) * inv_n, grad)
     }
 
-    fn chunk(&self, c: usize, kw: &kernel::Weights<'_>) -> kernel::ChunkSums {
-        let start = c * CHUNK_ROWS;
-        let end = (start + CHUNK_ROWS).min(self.n());
+    fn chunk(&self, c: usize, n_chunks: usize, kw: &kernel::Weights<'_>) -> kernel::ChunkSums {
+        let (start, end) = chunk_range(c, n_chunks, self.n());
         let x = self.x.view();
         let row = |i: usize| {
             if i < x.nrows() {
@@ -734,6 +751,29 @@ mod tests {
             ours.predict_rows(x.view(), &all),
             theirs.predict_rows(x.view(), &all)
         );
+    }
+
+    #[test]
+    fn chunks_are_even_in_number_near_equal_in_size_and_cover_every_row() {
+        assert_eq!(chunks(0), 0);
+        assert_eq!(chunks(1437), 6);
+        for n in [1, 2, 3, 255, 256, 257, 512, 513, 1149, 1437, 100_000] {
+            let k = chunks(n);
+            assert_eq!(k % 2, 0, "{n}");
+            let ranges: Vec<(usize, usize)> = (0..k).map(|c| chunk_range(c, k, n)).collect();
+            assert_eq!(ranges[0].0, 0);
+            assert_eq!(ranges[k - 1].1, n);
+            for w in ranges.windows(2) {
+                assert_eq!(w[0].1, w[1].0, "{n}: contiguous");
+            }
+            let sizes: Vec<usize> = ranges.iter().map(|(a, b)| b - a).collect();
+            let (lo, hi) = (sizes.iter().min(), sizes.iter().max());
+            assert!(hi <= Some(&CHUNK_ROWS), "{n}");
+            assert!(
+                hi.zip(lo).is_some_and(|(h, l)| h - l <= 1),
+                "{n}: {sizes:?}"
+            );
+        }
     }
 
     #[test]
