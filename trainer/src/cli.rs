@@ -283,8 +283,6 @@ pub fn compare(a: &CompareArgs, progress: &Progress) -> Result<CompareReport, Tr
     let prep = train::prepare(&cfg)?;
     let mut seq_runs = Vec::new();
     let mut par_runs = Vec::new();
-    let mut identical = true;
-    let mut last = None;
     for round in 0..a.rounds {
         // Alternate which mode goes first, so neither always runs on a warmer machine.
         let order = if round % 2 == 0 {
@@ -299,14 +297,6 @@ pub fn compare(a: &CompareArgs, progress: &Progress) -> Result<CompareReport, Tr
                 Mode::Par => par_runs.push(t),
             }
         }
-        if let (Some(s), Some(p)) = (seq_runs.last(), par_runs.last()) {
-            let m = (&s.model.coef, &s.model.intercept);
-            identical &= m == (&p.model.coef, &p.model.intercept);
-            if let Some((c, i)) = &last {
-                identical &= (c, i) == m;
-            }
-            last = Some((s.model.coef.clone(), s.model.intercept.clone()));
-        }
     }
     let seq_seconds: Vec<f64> = seq_runs.iter().map(train::Trained::fit_seconds).collect();
     let par_seconds: Vec<f64> = par_runs.iter().map(train::Trained::fit_seconds).collect();
@@ -317,6 +307,10 @@ pub fn compare(a: &CompareArgs, progress: &Progress) -> Result<CompareReport, Tr
             message: "must be at least 1".into(),
         });
     };
+    let identical = seq_runs
+        .iter()
+        .chain(&par_runs)
+        .all(|t| t.model.coef == seq.model.coef && t.model.intercept == seq.model.intercept);
     let mut rows: Vec<CompareRow> = ORIGINAL
         .iter()
         .map(|(v, acc, s)| CompareRow {

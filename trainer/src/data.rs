@@ -142,7 +142,9 @@ pub fn aligned_matrix(mut values: Vec<f64>, n_rows: usize, n_features: usize) ->
     let lanes = MATRIX_ALIGN / std::mem::size_of::<f64>();
     values.resize(len + lanes - 1, 0.0);
     values.shrink_to_fit();
-    let off = (lanes - values.as_ptr().addr() / std::mem::size_of::<f64>() % lanes) % lanes;
+    // `align_offset` may decline (usize::MAX); then the matrix stays where it is.
+    let off = values.as_ptr().align_offset(MATRIX_ALIGN);
+    let off = if off < lanes { off } else { 0 };
     values.copy_within(0..len, off);
     ndarray::Array1::from_vec(values)
         .slice_axis_move(Axis(0), Slice::from(off..off + len))

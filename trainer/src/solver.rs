@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Loss and gradient are computed in one fused pass over *fixed* chunks of at most
-//! [`CHUNK_ROWS`] rows. Chunk boundaries never depend on the thread count and the per-chunk partial sums
-//! are added in chunk order, so the result is bit-for-bit the same on one thread or many.
+//! [`CHUNK_ROWS`] rows. Chunk boundaries never depend on the thread count and the per-chunk
+//! partial sums are added in chunk order, so the result is bit-for-bit the same on one
+//! thread or many.
 //!
 //! linfa-logistic 0.8.1 stays available as a reference solver ([`SolverKind::Linfa`]).
 
@@ -279,8 +280,8 @@ impl<'a> Objective<'a> {
     /// The objective for `records` / `labels` with penalty `alpha`.
     pub fn new(records: Rows<'a>, labels: Labels<'a>, alpha: f64, parallel: bool) -> Self {
         Self {
-            // Rows are read as contiguous slices (the row stride is free: a prepared matrix
-            // pads it, see `train::prepare`).
+            // Rows are read in place as contiguous slices; any row stride will do, so only
+            // a matrix whose rows are not contiguous is copied.
             x: if records.x.ncols() <= 1 || records.x.strides()[1] == 1 {
                 CowArray::from(records.x)
             } else {
