@@ -354,11 +354,46 @@ fn two_publishers_at_once_both_complete_and_latest_names_one() {
         let (m, _) = load(&store, "digits", Some(&p.version)).expect("each version loads");
         assert_eq!(m.artifact(), art);
     }
-    let latest = read_latest(&store, "digits").expect("latest");
-    assert!(latest.version == pa.version || latest.version == pb.version);
-    let (m, v) = load(&store, "digits", None).expect("latest loads whole");
-    assert_eq!(v, latest.version);
-    assert_eq!(m.artifact().model_id, latest.model_id);
+    // Real S3 replaces an object atomically, so `latest` names one of the two. s3s-fs
+    // 0.14 does not: its PutObject renames the body into place and writes the stored
+    // checksum afterwards in a second file, so two PUTs of one key can interleave as
+    // body A, body B, checksum B, checksum A. The reader must then refuse `latest` as
+    // torn (checksum error naming it); it must never hand out a model it did not check.
+    match load(&store, "digits", None) {
+        Ok((m, v)) => {
+            assert!(v == pa.version || v == pb.version, "latest names {v}");
+            let latest = read_latest(&store, "digits").expect("latest");
+            assert_eq!(latest.version, v);
+            assert_eq!(m.artifact().model_id, latest.model_id);
+        }
+        Err(StoreError::Checksum { key, .. }) => {
+            assert_eq!(key, server.uri("models/digits/latest"));
+        }
+        Err(e) => panic!("latest neither loads nor is refused as torn: {e}"),
+    }
+    // Either way the next publish leaves a `latest` that loads whole.
+    let c = artifact("digits", 3.0);
+    let pc = publish(&store, &c).expect("publish c");
+    let (m, v) = load(&store, "digits", None).expect("latest loads after the next publish");
+    assert_eq!((v, m.artifact()), (pc.version, &c));
+}
+
+/// The torn state above on demand: a `latest` whose body and stored checksum disagree is
+/// refused with an error naming the key, and no model is returned.
+#[test]
+fn a_latest_whose_checksum_does_not_match_is_refused() {
+    let server = S3Server::start();
+    let store = server.store("models");
+    let pa = publish(&store, &artifact("digits", 1.0)).expect("publish a");
+    let _pb = publish(&store, &artifact("digits", 2.0)).expect("publish b");
+    let stored = server.object_path(&format!("models/{}", latest_key("digits")));
+    let body = std::fs::read(&stored).expect("latest on disk");
+    let text = String::from_utf8(body).expect("utf-8");
+    let prior = read_latest(&store, "digits").expect("latest").version;
+    std::fs::write(&stored, text.replace(&prior, &pa.version)).expect("tamper");
+    let (e, msg) = err_text(load(&store, "digits", None));
+    assert!(matches!(e, StoreError::Checksum { .. }), "{e:?}");
+    assert!(msg.contains("s3://artifacts/models/digits/latest"), "{msg}");
 }
 
 #[test]
