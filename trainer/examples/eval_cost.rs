@@ -2,7 +2,7 @@
 //! `cargo run --release -p trainer --example eval_cost`.
 use std::time::Instant;
 
-use trainer::solver::{self, Labels, LogisticParams, Objective, Rows};
+use trainer::solver::{self, Labels, LogisticParams, Objective, Rows, Spread};
 use trainer::train::{TrainConfig, prepare};
 
 fn main() -> Result<(), trainer::TrainError> {
@@ -66,7 +66,15 @@ fn main() -> Result<(), trainer::TrainError> {
         let mut evals = 0;
         for _ in 0..40 {
             let t = Instant::now();
-            let m = solver::fit(&LogisticParams::default().parallel(parallel), rows, labels)?;
+            let m = solver::fit(
+                &LogisticParams::default().spread(if parallel {
+                    Spread::Dedicated
+                } else {
+                    Spread::Off
+                }),
+                rows,
+                labels,
+            )?;
             best = best.min(t.elapsed().as_secs_f64() * 1e3);
             evals = m.evaluations;
         }

@@ -312,12 +312,24 @@ fn grad_tile<const J: usize, const V: usize, F: Fma4>(
 pub fn aligned_zeros(buf: &mut Vec<f64>, len: usize) -> &mut [f64] {
     buf.clear();
     buf.resize(len + LANES - 1, 0.0);
+    let off = aligned_start(buf);
+    &mut buf[off..off + len]
+}
+
+/// The `len` values that [`aligned_zeros`] handed out of `buf` (and were written since).
+pub fn aligned_view(buf: &[f64], len: usize) -> &[f64] {
+    let off = aligned_start(buf);
+    buf.get(off..off + len).unwrap_or(&[])
+}
+
+/// Index of the first value of `buf` on a 32-byte boundary.
+#[inline(always)]
+fn aligned_start(buf: &[f64]) -> usize {
     let off = buf
         .as_ptr()
         .align_offset(LANES * std::mem::size_of::<f64>());
     // `align_offset` may decline (usize::MAX); then the buffer is used as it comes.
-    let off = if off < LANES { off } else { 0 };
-    &mut buf[off..off + len]
+    if off < LANES { off } else { 0 }
 }
 
 /// One row's share of a gradient tile: `acc[j] += d[j] · x` for the tile's classes, with
