@@ -398,17 +398,16 @@ fn train_in(
             .rev()
             .flat_map(|c| (0..k).map(move |f| (f, *c)))
             .collect();
-        // Fits also spread their row chunks: with few tasks per thread, a thread that runs
-        // out of tasks steals chunks of the others' fits (results do not change).
-        let inner = if par { Spread::Shared } else { Spread::Off };
         let done = AtomicUsize::new(0);
         progress.start("cross-validation", cfg.alphas.len() * k + 1);
-        let run = |&(f, chain): &(usize, &[usize])| -> Result<Vec<(usize, f64)>, TrainError> {
+        let run = |&(f, chain): &(usize, &[usize]),
+                   spread: Spread|
+         -> Result<Vec<(usize, f64)>, TrainError> {
             let mut prev: Option<LinearModel> = None;
             let mut out = Vec::with_capacity(chain.len());
             for &a in chain {
                 let m = solver::fit(
-                    &params(cfg.alphas[a], inner).warm_start(prev.as_ref()),
+                    &params(cfg.alphas[a], spread).warm_start(prev.as_ref()),
                     Rows {
                         x: x.view(),
                         rows: Some(&train_rows[f]),
@@ -430,13 +429,27 @@ fn train_in(
             Ok(out)
         };
         let results: Vec<Vec<(usize, f64)>> = if par {
-            tasks
+            // Whole rounds of one task per thread run side by side (a thread that runs out
+            // of tasks takes row chunks of the others' fits); the tasks left over, fewer than
+            // the threads, run one at a time with the whole pool on each pass, as the refit
+            // does. Digits, 5 folds on 2 threads: 2 rounds of 2, then 1 task alone, instead
+            // of a last task on one thread while the other waits to be woken for chunks.
+            let side_by_side = tasks.len() / threads.max(1) * threads.max(1);
+            let (together, alone) = tasks.split_at(side_by_side);
+            let mut results: Vec<_> = together
                 .par_iter()
                 .with_max_len(1)
-                .map(run)
-                .collect::<Result<_, _>>()?
+                .map(|t| run(t, Spread::Shared))
+                .collect::<Result<_, _>>()?;
+            for t in alone {
+                results.push(run(t, Spread::Dedicated)?);
+            }
+            results
         } else {
-            tasks.iter().map(run).collect::<Result<_, _>>()?
+            tasks
+                .iter()
+                .map(|t| run(t, Spread::Off))
+                .collect::<Result<_, _>>()?
         };
         let mut scores = vec![0.0; cfg.alphas.len() * k];
         for ((f, _), r) in tasks.iter().zip(&results) {
