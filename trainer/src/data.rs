@@ -497,8 +497,9 @@ pub fn permute_rows(x: &mut Array2<f64>, perm: &[usize]) {
 }
 
 /// Fit a standard scaler (mean, population std; 1.0 where the std is zero) on `x`'s rows,
-/// accumulating in row order so the result is the same on every run.
-pub fn fit_scaler(x: ArrayView2<'_, f64>) -> model::Scaler {
+/// accumulating in row order so the result is the same on every run. `Err(j)`: column `j`'s
+/// mean or variance overflows f64.
+pub fn fit_scaler(x: ArrayView2<'_, f64>) -> Result<model::Scaler, usize> {
     let f = x.ncols();
     let n = x.nrows().max(1);
     #[allow(clippy::cast_precision_loss)]
@@ -519,14 +520,19 @@ pub fn fit_scaler(x: ArrayView2<'_, f64>) -> model::Scaler {
             *s += d * d;
         }
     }
+    // Finite values can still overflow the sums (values near 1e154 and beyond); such a
+    // column cannot be standardised in f64 and is refused, not fitted on infinities.
+    if let Some(j) = (0..f).find(|&j| !(mean[j].is_finite() && var[j].is_finite())) {
+        return Err(j);
+    }
     let scale = var
         .iter()
         .map(|s| {
             let sd = (s / nf).sqrt();
-            if sd > 0.0 && sd.is_finite() { sd } else { 1.0 }
+            if sd > 0.0 { sd } else { 1.0 }
         })
         .collect();
-    model::Scaler { mean, scale }
+    Ok(model::Scaler { mean, scale })
 }
 
 /// Standardise `x` in place with `scaler`, exactly as `model::Model` does at predict time.
@@ -723,9 +729,14 @@ mod tests {
     #[test]
     fn scaler_matches_population_std() {
         let x = ndarray::array![[1.0, 5.0], [3.0, 5.0]];
-        let s = fit_scaler(x.view());
+        let s = fit_scaler(x.view()).expect("finite");
         assert_eq!(s.mean, [2.0, 5.0]);
         assert_eq!(s.scale, [1.0, 1.0]); // std 1, and 1.0 for the constant column
+        // Finite values whose sums overflow: the column is named, not standardised.
+        let x = ndarray::array![[1.0, 1e308], [2.0, 1.7e308], [3.0, -1e308]];
+        assert_eq!(fit_scaler(x.view()), Err(1));
+        let x = ndarray::array![[1.0, 1e200], [2.0, -1e200]];
+        assert_eq!(fit_scaler(x.view()), Err(1));
     }
 
     #[test]

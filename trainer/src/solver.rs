@@ -590,12 +590,26 @@ impl Problem<'_, '_> {
     }
 }
 
+impl Problem<'_, '_> {
+    /// [`Problem::eval`], refusing a NaN: argmin's line search does not stop on one (a NaN
+    /// in the data once kept a fit running for minutes), so the fit fails with this error.
+    fn checked(&self, p: &Array1<f64>) -> Result<(f64, Array1<f64>), argmin::core::Error> {
+        let (c, g) = self.eval(p);
+        if c.is_nan() || g.iter().any(|v| v.is_nan()) {
+            return Err(argmin::core::Error::msg(
+                "the loss or its gradient is NaN (non-finite values in the standardised data?)",
+            ));
+        }
+        Ok((c, g))
+    }
+}
+
 impl CostFunction for Problem<'_, '_> {
     type Param = Array1<f64>;
     type Output = f64;
 
     fn cost(&self, p: &Self::Param) -> Result<Self::Output, argmin::core::Error> {
-        Ok(self.eval(p).0)
+        Ok(self.checked(p)?.0)
     }
 }
 
@@ -604,7 +618,7 @@ impl Gradient for Problem<'_, '_> {
     type Gradient = Array1<f64>;
 
     fn gradient(&self, p: &Self::Param) -> Result<Self::Gradient, argmin::core::Error> {
-        Ok(self.eval(p).1)
+        Ok(self.checked(p)?.1)
     }
 }
 
@@ -815,7 +829,7 @@ mod tests {
         )
         .expect("gen");
         let mut d = parse(buf.as_slice(), "toy", "label").expect("parse");
-        let s = fit_scaler(d.x.view());
+        let s = fit_scaler(d.x.view()).expect("finite");
         apply_scaler(d.x.view_mut(), &s);
         (d.x, d.y)
     }
@@ -951,6 +965,35 @@ mod tests {
                 hi.zip(lo).is_some_and(|(h, l)| h - l <= 1),
                 "{n}: {sizes:?}"
             );
+        }
+    }
+
+    /// A NaN in the data (which `prepare` refuses, but a caller of the library may not)
+    /// ends the fit with an error instead of keeping argmin's line search going forever.
+    #[test]
+    fn a_nan_in_the_data_is_an_error_not_a_hang() {
+        let (mut x, y) = toy(3, 600);
+        x[[7, 2]] = f64::NAN;
+        for spread in [Spread::Off, Spread::Dedicated] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .expect("pool");
+            let r = pool.install(|| {
+                fit(
+                    &LogisticParams::default().spread(spread),
+                    Rows {
+                        x: x.view(),
+                        rows: None,
+                    },
+                    Labels {
+                        y: &y,
+                        n_classes: 3,
+                    },
+                )
+            });
+            let e = r.expect_err("a NaN cannot be fitted").to_string();
+            assert!(e.contains("NaN"), "{e}");
         }
     }
 

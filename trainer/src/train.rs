@@ -234,7 +234,16 @@ pub fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
             ));
         }
     }
-    let scaler = data::fit_scaler(x.slice_axis(Axis(0), Slice::from(..n_train)));
+    let scaler = data::fit_scaler(x.slice_axis(Axis(0), Slice::from(..n_train))).map_err(|j| {
+        TrainError::data(
+            &cfg.data,
+            format!(
+                "column {} ({:?}): values too large to standardise (their mean or variance overflows f64)",
+                j + 1,
+                feature_names[j]
+            ),
+        )
+    })?;
     data::apply_scaler(x.slice_axis_mut(Axis(0), Slice::from(..n_train)), &scaler);
     let folds = if cfg.alphas.len() > 1 {
         data::stratified_folds(&y[..n_train], classes.len(), cfg.folds)

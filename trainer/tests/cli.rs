@@ -420,6 +420,16 @@ fn single_class() {
     );
 }
 
+/// Finite values whose mean overflows f64 once made the fit run forever on infinities.
+#[test]
+fn values_too_large_to_standardise() {
+    fails(
+        Some("a,b,label\n1,1e308,x\n2,1.7e308,y\n3,1.5e308,x\n4,1e308,y\n5,1.2e308,x\n0,1e308,y\n"),
+        &[],
+        &["in.csv", "column 2 (\"b\")", "too large to standardise"],
+    );
+}
+
 #[test]
 fn more_folds_than_rows_of_a_class() {
     fails(
