@@ -588,9 +588,7 @@ impl Problem<'_, '_> {
         *cache = Some((p.clone(), c, g.clone()));
         (c, g)
     }
-}
 
-impl Problem<'_, '_> {
     /// [`Problem::eval`], refusing a NaN: argmin's line search does not stop on one (a NaN
     /// in the data once kept a fit running for minutes), so the fit fails with this error.
     fn checked(&self, p: &Array1<f64>) -> Result<(f64, Array1<f64>), argmin::core::Error> {
