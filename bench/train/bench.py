@@ -58,6 +58,29 @@ def compare_runs(trainer, args, tag, rounds):
         return json.load(f)
 
 
+def core_probe(trainer):
+    """What the two cores give right now: the same single-threaded work (digits model
+    selection, `compare --threads 1`) alone, then two copies at once. On an idle 2-core
+    machine all three times are equal; a copy that takes longer ran on a core that was
+    slower or shared at the time, and a par/seq figure measured then says more about the
+    machine than about the code."""
+    def cmd(tag):
+        return [trainer, "compare", "--threads", "1", "--rounds", "3", "--report", os.path.join(WORK, f"probe-{tag}.json")]
+
+    def seconds(tag):
+        with open(os.path.join(WORK, f"probe-{tag}.json")) as f:
+            r = json.load(f)
+        return statistics.median(r["seq_seconds"] + r["par_seconds"])
+
+    subprocess.run(cmd("alone"), check=True, capture_output=True)
+    both = [subprocess.Popen(cmd(t), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for t in ("a", "b")]
+    for p in both:
+        if p.wait() != 0:
+            raise RuntimeError("core probe failed")
+    alone, pair = seconds("alone"), [seconds("a"), seconds("b")]
+    return {"alone_s": alone, "together_s": pair}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trainer", default=os.path.join(ROOT, "target", "release", "trainer"))
@@ -118,7 +141,9 @@ def main():
                 "par_runs": r["par_seconds"], "threads": r["threads"], "identical": r["identical"],
                 "accuracy": r["par"]["accuracy"]}
 
+    out["cores_before"] = core_probe(trainer)
     out["compare_default"] = compare([], "compare-default", max(a.repeat, 5))
+    out["cores_after"] = core_probe(trainer)
     sizes = []
     for rows in [500, 5000, 50000, 200000]:
         path = os.path.join(WORK, f"gen-{rows}.csv")
@@ -178,6 +203,11 @@ def print_summary(o):
     print(f"\ncompare (digits default work, medians of {c['rounds']} interleaved rounds): seq {c['seq_s']:.4f}s "
           f"par {c['par_s']:.4f}s on {c['threads']} threads "
           f"-> {c['speedup']:.2f}x, identical {c['identical']}  target >= 1.7x: {ok(c['speedup'] >= 1.7)}")
+    if "cores_before" in o:
+        b, a = o["cores_before"], o["cores_after"]
+        print("  machine check, the same single-threaded work alone, then two copies at once (seconds): "
+              f"before {b['alone_s']:.3f} / {b['together_s'][0]:.3f} + {b['together_s'][1]:.3f}, "
+              f"after {a['alone_s']:.3f} / {a['together_s'][0]:.3f} + {a['together_s'][1]:.3f}")
     for r in o["compare_sizes"]:
         print(f"  {r['rows']:>8} rows x 20 features, 4 classes, 3x3 CV: seq {r['seq_s']:.4f}s par {r['par_s']:.4f}s "
               f"-> {r['speedup']:.2f}x  never slower: {ok(r['speedup'] >= 1.0)}")
