@@ -46,16 +46,25 @@ def python_with_sklearn():
 def fit(trainer, args, tag):
     report = os.path.join(WORK, f"{tag}.json")
     sh([trainer, "fit", "--store", os.path.join(WORK, "artifacts"), "--report", report] + args)
-    with open(report) as f:
+    return read_report(report)
+
+
+def compare_cmd(trainer, args, tag, rounds):
+    """`trainer compare` (seq and par interleaved in one process, `rounds` times each) and
+    the path of its JSON report."""
+    report = os.path.join(WORK, f"{tag}.json")
+    return [trainer, "compare", "--report", report, "--rounds", str(rounds)] + args, report
+
+
+def read_report(path):
+    with open(path) as f:
         return json.load(f)
 
 
 def compare_runs(trainer, args, tag, rounds):
-    """`trainer compare`: seq and par interleaved in one process, `rounds` times each."""
-    report = os.path.join(WORK, f"{tag}.json")
-    sh([trainer, "compare", "--report", report, "--rounds", str(rounds)] + args)
-    with open(report) as f:
-        return json.load(f)
+    cmd, report = compare_cmd(trainer, args, tag, rounds)
+    sh(cmd)
+    return read_report(report)
 
 
 def core_probe(trainer):
@@ -64,20 +73,16 @@ def core_probe(trainer):
     machine all three times are equal; a copy that takes longer ran on a core that was
     slower or shared at the time, and a par/seq figure measured then says more about the
     machine than about the code."""
-    def cmd(tag):
-        return [trainer, "compare", "--threads", "1", "--rounds", "3", "--report", os.path.join(WORK, f"probe-{tag}.json")]
-
-    def seconds(tag):
-        with open(os.path.join(WORK, f"probe-{tag}.json")) as f:
-            r = json.load(f)
+    def seconds(r):
         return statistics.median(r["seq_seconds"] + r["par_seconds"])
 
-    subprocess.run(cmd("alone"), check=True, capture_output=True)
-    both = [subprocess.Popen(cmd(t), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for t in ("a", "b")]
-    for p in both:
+    alone = seconds(compare_runs(trainer, ["--threads", "1"], "probe-alone", 3))
+    both = [compare_cmd(trainer, ["--threads", "1"], f"probe-{t}", 3) for t in ("a", "b")]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd, _ in both]
+    for p in procs:
         if p.wait() != 0:
             raise RuntimeError("core probe failed")
-    alone, pair = seconds("alone"), [seconds("a"), seconds("b")]
+    pair = [seconds(read_report(report)) for _, report in both]
     return {"alone_s": alone, "together_s": pair}
 
 

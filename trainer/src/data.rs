@@ -142,9 +142,7 @@ pub fn aligned_matrix(mut values: Vec<f64>, n_rows: usize, n_features: usize) ->
     let lanes = MATRIX_ALIGN / std::mem::size_of::<f64>();
     values.resize(len + lanes - 1, 0.0);
     values.shrink_to_fit();
-    // `align_offset` may decline (usize::MAX); then the matrix stays where it is.
-    let off = values.as_ptr().align_offset(MATRIX_ALIGN);
-    let off = if off < lanes { off } else { 0 };
+    let off = crate::kernel::aligned_start(&values, MATRIX_ALIGN);
     values.copy_within(0..len, off);
     ndarray::Array1::from_vec(values)
         .slice_axis_move(Axis(0), Slice::from(off..off + len))

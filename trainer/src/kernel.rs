@@ -312,24 +312,30 @@ fn grad_tile<const J: usize, const V: usize, F: Fma4>(
 pub fn aligned_zeros(buf: &mut Vec<f64>, len: usize) -> &mut [f64] {
     buf.clear();
     buf.resize(len + LANES - 1, 0.0);
-    let off = aligned_start(buf);
+    let off = aligned_start(buf, VECTOR_BYTES);
     &mut buf[off..off + len]
 }
 
 /// The `len` values that [`aligned_zeros`] handed out of `buf` (and were written since).
 pub fn aligned_view(buf: &[f64], len: usize) -> &[f64] {
-    let off = aligned_start(buf);
+    let off = aligned_start(buf, VECTOR_BYTES);
     buf.get(off..off + len).unwrap_or(&[])
 }
 
-/// Index of the first value of `buf` on a 32-byte boundary.
+/// Bytes of one 256-bit vector.
+const VECTOR_BYTES: usize = LANES * std::mem::size_of::<f64>();
+
+/// Index of the first value of `buf` on an `align`-byte boundary (a power of two, a
+/// multiple of 8); 0 when `align_offset` declines (it may: usize::MAX), so the buffer is
+/// then used as it comes. `buf` needs `align / 8 - 1` spare values at its end.
 #[inline(always)]
-fn aligned_start(buf: &[f64]) -> usize {
-    let off = buf
-        .as_ptr()
-        .align_offset(LANES * std::mem::size_of::<f64>());
-    // `align_offset` may decline (usize::MAX); then the buffer is used as it comes.
-    if off < LANES { off } else { 0 }
+pub fn aligned_start(buf: &[f64], align: usize) -> usize {
+    let off = buf.as_ptr().align_offset(align);
+    if off < align / std::mem::size_of::<f64>() {
+        off
+    } else {
+        0
+    }
 }
 
 /// One row's share of a gradient tile: `acc[j] += d[j] · x` for the tile's classes, with

@@ -559,7 +559,10 @@ struct Problem<'p, 'a> {
 }
 
 impl Problem<'_, '_> {
-    fn eval(&self, p: &Array1<f64>) -> (f64, Array1<f64>) {
+    /// Loss and gradient at `p`, from the cache when `p` was the last point. A NaN is an
+    /// error: argmin's line search does not stop on one (a NaN in the data once kept a fit
+    /// running for minutes), so the fit fails with this error instead.
+    fn eval(&self, p: &Array1<f64>) -> Result<(f64, Array1<f64>), argmin::core::Error> {
         let mut cache = self
             .cache
             .lock()
@@ -567,7 +570,7 @@ impl Problem<'_, '_> {
         if let Some((cp, c, g)) = cache.as_ref()
             && cp == p
         {
-            return (*c, g.clone());
+            return Ok((*c, g.clone()));
         }
         self.evals.fetch_add(1, Ordering::Relaxed);
         let (c, g) = if let Some(team) = self.team {
@@ -584,20 +587,13 @@ impl Problem<'_, '_> {
             }
             self.obj.eval(w)
         };
-        let g = Array1::from(g);
-        *cache = Some((p.clone(), c, g.clone()));
-        (c, g)
-    }
-
-    /// [`Problem::eval`], refusing a NaN: argmin's line search does not stop on one (a NaN
-    /// in the data once kept a fit running for minutes), so the fit fails with this error.
-    fn checked(&self, p: &Array1<f64>) -> Result<(f64, Array1<f64>), argmin::core::Error> {
-        let (c, g) = self.eval(p);
         if c.is_nan() || g.iter().any(|v| v.is_nan()) {
             return Err(argmin::core::Error::msg(
                 "the loss or its gradient is NaN (non-finite values in the standardised data?)",
             ));
         }
+        let g = Array1::from(g);
+        *cache = Some((p.clone(), c, g.clone()));
         Ok((c, g))
     }
 }
@@ -607,7 +603,7 @@ impl CostFunction for Problem<'_, '_> {
     type Output = f64;
 
     fn cost(&self, p: &Self::Param) -> Result<Self::Output, argmin::core::Error> {
-        Ok(self.checked(p)?.0)
+        Ok(self.eval(p)?.0)
     }
 }
 
@@ -616,7 +612,7 @@ impl Gradient for Problem<'_, '_> {
     type Gradient = Array1<f64>;
 
     fn gradient(&self, p: &Self::Param) -> Result<Self::Gradient, argmin::core::Error> {
-        Ok(self.checked(p)?.1)
+        Ok(self.eval(p)?.1)
     }
 }
 
