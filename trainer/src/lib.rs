@@ -7,6 +7,7 @@
 pub mod data;
 pub mod error;
 pub mod kernel;
+mod lbfgs;
 pub mod solver;
 
 pub use error::TrainError;
