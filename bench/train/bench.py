@@ -89,8 +89,10 @@ def core_probe(trainer):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trainer", default=os.path.join(ROOT, "target", "release", "trainer"))
-    ap.add_argument("--repeat", type=int, default=7,
-                    help="timed runs of each fit, ours and scikit-learn's (medians are reported)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timed runs of each fit per block, ours and scikit-learn's")
+    ap.add_argument("--blocks", type=int, default=5,
+                    help="blocks of ours-then-scikit-learn timings; ratios are taken within a block")
     ap.add_argument("--scale-rows", default="100000,300000,1000000")
     a = ap.parse_args()
     trainer = os.path.abspath(a.trainer)
@@ -103,19 +105,36 @@ def main():
     train_csv, test_csv = os.path.join(WORK, "digits-train.csv"), os.path.join(WORK, "digits-test.csv")
     sh([trainer, "split", "--data", "data/digits.csv", "--seed", "42", "--train-out", train_csv, "--test-out", test_csv])
     same = ["--data", train_csv, "--test-data", test_csv]
-    # Our times are medians of interleaved seq / par rounds in one process, as scikit-learn's
-    # are medians of repeated fits in one process (loading is outside both clocks).
-    sc = compare_runs(trainer, same + ["--alphas", "1"], "digits-single", a.repeat)
-    single_s, single_seq_s, single = statistics.median(sc["par_seconds"]), statistics.median(sc["seq_seconds"]), sc["par"]
-    cc = compare_runs(trainer, same, "digits-cv", a.repeat)
-    cv_s, cv_seq_s, cv = statistics.median(cc["par_seconds"]), statistics.median(cc["seq_seconds"]), cc["par"]
-    default = fit(trainer, [], "digits-default")
+    # Side by side in blocks: each block times our fits (seq / par interleaved in one process)
+    # and then scikit-learn's (in one process), `--repeat` fits each; loading is outside every
+    # clock. A ratio is taken within each block, so a machine whose speed drifts between the
+    # first and the last block still compares like with like; the headline ratio is the median
+    # of the blocks' ratios, the times are medians over all fits.
     py = python_with_sklearn()
-    sk = json.loads(sh([py, os.path.join(ROOT, "bench", "train", "sklearn_ref.py"), "--train", train_csv,
-                        "--test", test_csv, "--alpha", "1", "--alphas", GRID, "--folds", "5",
-                        "--max-iter", "1000", "--tol", "1e-4", "--repeat", str(a.repeat),
-                        "--cv-repeat", str(a.repeat)],
-                    env=dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")))
+    blocks = []
+    for b in range(a.blocks):
+        sc = compare_runs(trainer, same + ["--alphas", "1"], f"digits-single-{b}", a.repeat)
+        cc = compare_runs(trainer, same, f"digits-cv-{b}", a.repeat)
+        sk = json.loads(sh([py, os.path.join(ROOT, "bench", "train", "sklearn_ref.py"), "--train", train_csv,
+                            "--test", test_csv, "--alpha", "1", "--alphas", GRID, "--folds", "5",
+                            "--max-iter", "1000", "--tol", "1e-4", "--repeat", str(a.repeat),
+                            "--cv-repeat", str(a.repeat)],
+                        env=dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")))
+        blocks.append({"single": sc, "cv": cc, "sklearn": sk})
+    med = statistics.median
+
+    def runs(key, side):
+        return [t for blk in blocks for t in blk[key][side]]
+
+    def ratios(key, side, sk_key):
+        return [med(blk["sklearn"][sk_key]) / med(blk[key][side]) for blk in blocks]
+
+    single, cv, sk = blocks[-1]["single"]["par"], blocks[-1]["cv"]["par"], blocks[-1]["sklearn"]
+    sk_single = [t for blk in blocks for t in blk["sklearn"]["single_fit_runs"]]
+    sk_cv = [t for blk in blocks for t in blk["sklearn"]["cv_fit_runs"]]
+    single_s, single_seq_s = med(runs("single", "par_seconds")), med(runs("single", "seq_seconds"))
+    cv_s, cv_seq_s = med(runs("cv", "par_seconds")), med(runs("cv", "seq_seconds"))
+    default = fit(trainer, [], "digits-default")
     # The original's own split and recipe (unscaled pixels), and our trainer on that split.
     o_train, o_test = os.path.join(WORK, "original-train.csv"), os.path.join(WORK, "original-test.csv")
     orig = json.loads(sh([py, os.path.join(ROOT, "bench", "train", "original_recipe.py"), "--data", "data/digits.csv",
@@ -126,17 +145,22 @@ def main():
     out["original_split"] = orig
     out["digits"] = {
         "default_fit_accuracy": default["accuracy"], "default_fit_alpha": default["alpha"],
+        "blocks": a.blocks,
         "single_fit": {"rust_par_s": single_s, "rust_seq_s": single_seq_s, "rust_accuracy": single["accuracy"],
-                       "rust_iterations": single["iterations"], "sklearn_s": sk["single_fit_seconds"],
+                       "rust_iterations": single["iterations"], "sklearn_s": med(sk_single),
                        "sklearn_accuracy": sk["single_fit_accuracy"], "sklearn_iterations": sk["single_fit_iterations"],
-                       "speedup_par": sk["single_fit_seconds"] / single_s,
-                       "speedup_seq": sk["single_fit_seconds"] / single_seq_s},
+                       "block_ratios_par": ratios("single", "par_seconds", "single_fit_runs"),
+                       "block_ratios_seq": ratios("single", "seq_seconds", "single_fit_runs")},
         "model_selection": {"rust_par_s": cv_s, "rust_seq_s": cv_seq_s, "rust_accuracy": cv["accuracy"],
-                            "rust_alpha": cv["alpha"], "sklearn_s": sk["cv_fit_seconds"],
+                            "rust_alpha": cv["alpha"], "sklearn_s": med(sk_cv),
                             "sklearn_accuracy": sk["cv_accuracy"], "sklearn_alpha": sk["cv_chosen_alpha"],
-                            "speedup_par": sk["cv_fit_seconds"] / cv_s, "speedup_seq": sk["cv_fit_seconds"] / cv_seq_s},
+                            "block_ratios_par": ratios("cv", "par_seconds", "cv_fit_runs"),
+                            "block_ratios_seq": ratios("cv", "seq_seconds", "cv_fit_runs")},
         "sklearn_version": sk["sklearn_version"],
     }
+    for part in (out["digits"]["single_fit"], out["digits"]["model_selection"]):
+        part["speedup_par"] = med(part["block_ratios_par"])
+        part["speedup_seq"] = med(part["block_ratios_seq"])
 
     # 2. par vs seq: the default work, then growing generated data.
     def compare(args, tag, rounds):
@@ -147,7 +171,7 @@ def main():
                 "accuracy": r["par"]["accuracy"]}
 
     out["cores_before"] = core_probe(trainer)
-    out["compare_default"] = compare([], "compare-default", max(a.repeat, 5))
+    out["compare_default"] = compare([], "compare-default", 7)
     out["cores_after"] = core_probe(trainer)
     sizes = []
     for rows in [500, 5000, 50000, 200000]:
@@ -186,7 +210,7 @@ def print_summary(o):
     d = o["digits"]
     s, m = d["single_fit"], d["model_selection"]
     ok = lambda c: "PASS" if c else "MISS"
-    print(f"\n== bench-train (times: medians of {o['repeat']} runs) on {o['cores']} cores, load average at start {o['load_average_at_start'][0]:.1f} "
+    print(f"\n== bench-train on {o['cores']} cores, load average at start {o['load_average_at_start'][0]:.1f} "
           f"(scikit-learn {d['sklearn_version']}, single-threaded BLAS) ==")
     print(f"digits holdout accuracy (trainer fit defaults): {d['default_fit_accuracy']:.4f} "
           f"(alpha {d['default_fit_alpha']})  target >= 0.975: {ok(d['default_fit_accuracy'] >= 0.975)}")
@@ -195,13 +219,17 @@ def print_summary(o):
         print(f"  the original's split (train_test_split, random_state=42, {r['test_rows']} test rows): "
               f"original recipe, unscaled {r['unscaled_accuracy']:.4f}; same model scaled {r['scaled_accuracy']:.4f}; "
               f"trainer fit {r['rust_accuracy']:.4f} (alpha {r['rust_alpha']})")
+    print(f"digits vs scikit-learn: {d['blocks']} blocks of {o['repeat']} fits each side; times are medians of all "
+          f"fits, ratios the median of the blocks' ratios [lowest-highest block]")
+    span = lambda v: f"[{min(v):.1f}-{max(v):.1f}]"
     print(f"{'':34}{'rust par':>10}{'rust seq':>10}{'sklearn':>10}{'ratio par':>11}{'ratio seq':>11}")
     print(f"{'single fit (alpha=1) seconds':34}{s['rust_par_s']:>10.4f}{s['rust_seq_s']:>10.4f}{s['sklearn_s']:>10.4f}"
-          f"{s['speedup_par']:>10.1f}x{s['speedup_seq']:>10.1f}x  {ok(s['speedup_par'] >= 5)}")
+          f"{s['speedup_par']:>10.1f}x{s['speedup_seq']:>10.1f}x  {ok(s['speedup_par'] >= 5)}  par {span(s['block_ratios_par'])}")
     print(f"{'  accuracy / iterations':34}{s['rust_accuracy']:>10.4f}{'':>10}{s['sklearn_accuracy']:>10.4f}"
           f"   iters {s['rust_iterations']} vs {s['sklearn_iterations']}")
     print(f"{'5 folds x 8 alphas + refit seconds':34}{m['rust_par_s']:>10.4f}{m['rust_seq_s']:>10.4f}{m['sklearn_s']:>10.4f}"
-          f"{m['speedup_par']:>10.1f}x{m['speedup_seq']:>10.1f}x  {ok(m['speedup_par'] >= 5 and m['rust_accuracy'] >= m['sklearn_accuracy'])}")
+          f"{m['speedup_par']:>10.1f}x{m['speedup_seq']:>10.1f}x  {ok(m['speedup_par'] >= 5 and m['rust_accuracy'] >= m['sklearn_accuracy'])}"
+          f"  par {span(m['block_ratios_par'])}")
     print(f"{'  accuracy / chosen alpha':34}{m['rust_accuracy']:>10.4f}{'':>10}{m['sklearn_accuracy']:>10.4f}"
           f"   alpha {m['rust_alpha']} vs {m['sklearn_alpha']:.4g}")
     c = o["compare_default"]

@@ -73,9 +73,11 @@ def main():
         "sklearn_version": sklearn.__version__,
         "numpy_version": np.__version__,
         "single_fit_seconds": statistics.median(single_times),
+        "single_fit_runs": single_times,
         "single_fit_accuracy": single_acc,
         "single_fit_iterations": single_iter,
         "cv_fit_seconds": statistics.median(cv_times),
+        "cv_fit_runs": cv_times,
         "cv_accuracy": cv_acc,
         "cv_chosen_alpha": 1.0 / cv_c,
     }))
