@@ -130,8 +130,7 @@ def main():
         return [med(blk["sklearn"][sk_key]) / med(blk[key][side]) for blk in blocks]
 
     single, cv, sk = blocks[-1]["single"]["par"], blocks[-1]["cv"]["par"], blocks[-1]["sklearn"]
-    sk_single = [t for blk in blocks for t in blk["sklearn"]["single_fit_runs"]]
-    sk_cv = [t for blk in blocks for t in blk["sklearn"]["cv_fit_runs"]]
+    sk_single, sk_cv = runs("sklearn", "single_fit_runs"), runs("sklearn", "cv_fit_runs")
     single_s, single_seq_s = med(runs("single", "par_seconds")), med(runs("single", "seq_seconds"))
     cv_s, cv_seq_s = med(runs("cv", "par_seconds")), med(runs("cv", "seq_seconds"))
     default = fit(trainer, [], "digits-default")

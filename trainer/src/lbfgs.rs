@@ -5,7 +5,7 @@
 //! ...: about 60 vectors of `dim` per iteration) and recomputes each stored pair's `y·s` on
 //! every iteration. On digits that bookkeeping was a tenth of a sequential fit and a fifth of a
 //! two-core one. This solver keeps the history in place (a ring of preallocated pairs with
-//! their `1 / y·s` computed once) and works in two scratch vectors, and otherwise does the
+//! their `y·s` computed once) and works in one scratch vector, and otherwise does the
 //! same arithmetic in the same order: the same dot products (ndarray's `dot`), the same
 //! separately rounded products and differences, argmin's own More-Thuente line search, run
 //! the way argmin's `LBFGS` runs it. A fit therefore takes the same steps and ends on the same
@@ -24,6 +24,18 @@ use ndarray::Array1;
 
 /// The state argmin keeps for this solver.
 pub(crate) type Iter = IterState<Array1<f64>, Array1<f64>, (), (), (), f64>;
+
+/// The cost-change test every fit uses: converged when one iteration moves the cost by less
+/// than this.
+pub(crate) const TOL_COST: f64 = 64.0 * f64::EPSILON;
+
+/// scikit-learn's gradient test (scipy's `pgtol`): every component of the gradient in `state`
+/// is at most `tol` in absolute value.
+pub(crate) fn gradient_within(state: &Iter, tol: f64) -> bool {
+    state
+        .get_gradient()
+        .is_some_and(|g| g.iter().all(|v| v.abs() <= tol))
+}
 
 /// One stored correction pair: `s = x_{k+1} - x_k`, `y = g_{k+1} - g_k`, and `y·s`.
 struct Pair {
@@ -51,13 +63,14 @@ impl Lbfgs {
     /// `m` pairs; converged when `max |g_i| <= tol` or the cost moves by less than
     /// `tol_cost`.
     pub(crate) fn new(m: usize, tol: f64, tol_cost: f64) -> Self {
+        let m = m.max(1);
         Self {
-            m: m.max(1),
+            m,
             tol,
             tol_cost,
             linesearch: MoreThuenteLineSearch::new(),
-            pairs: std::collections::VecDeque::with_capacity(m.max(1)),
-            alpha: Vec::with_capacity(m.max(1)),
+            pairs: std::collections::VecDeque::with_capacity(m),
+            alpha: Vec::with_capacity(m),
             q: Array1::zeros(0),
         }
     }
@@ -195,9 +208,7 @@ where
     }
 
     fn terminate(&mut self, state: &Iter) -> TerminationStatus {
-        if let Some(g) = state.get_gradient()
-            && g.iter().all(|v| v.abs() <= self.tol)
-        {
+        if gradient_within(state, self.tol) {
             return TerminationStatus::Terminated(TerminationReason::SolverConverged);
         }
         if (state.get_prev_cost() - state.get_cost()).abs() < self.tol_cost {

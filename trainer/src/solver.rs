@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::error::TrainError;
 use crate::kernel;
-use crate::lbfgs::{Iter, Lbfgs};
+use crate::lbfgs::{Iter, Lbfgs, TOL_COST};
 
 /// Rows per chunk of the fused loss / gradient pass, at most. The chunks of `n` rows are an
 /// even number of near-equal parts (see [`chunks`]); they depend on `n` only, never on
@@ -634,7 +634,7 @@ impl ValidLogisticParams {
         obj: &'p Objective<'a>,
         team: Option<&'p Team<'p, 'a>>,
     ) -> Result<LinearModel, TrainError> {
-        self.run(obj, team, Lbfgs::new(10, self.tol, 64.0 * f64::EPSILON))
+        self.run(obj, team, Lbfgs::new(10, self.tol, TOL_COST))
     }
 
     /// `solver` from the start point (zeros or the warm start) to its end, as a model.
@@ -873,9 +873,7 @@ mod tests {
         }
 
         fn terminate(&mut self, state: &Iter) -> TerminationStatus {
-            if let Some(g) = state.get_gradient()
-                && g.iter().all(|v| v.abs() <= self.tol)
-            {
+            if crate::lbfgs::gradient_within(state, self.tol) {
                 return TerminationStatus::Terminated(TerminationReason::SolverConverged);
             }
             self.inner.terminate(state)
@@ -892,7 +890,7 @@ mod tests {
         let ours = p.lbfgs(&obj, None).expect("ours");
         let argmin = LBFGS::new(MoreThuenteLineSearch::new(), 10)
             .with_tolerance_grad(0.0)
-            .and_then(|s| s.with_tolerance_cost(64.0 * f64::EPSILON))
+            .and_then(|s| s.with_tolerance_cost(TOL_COST))
             .expect("argmin lbfgs");
         let reference = p
             .run(
