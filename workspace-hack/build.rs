@@ -1,0 +1,2 @@
+//! Empty: the `[build-dependencies]` in Cargo.toml exist only to unify host-side features.
+fn main() {}
