@@ -10,8 +10,14 @@
 //! on the CPU: with AVX2 + FMA the tiles' multiply-adds are 256-bit FMA instructions; without,
 //! `f64::mul_add` is the same correctly rounded operation, one lane at a time.
 //!
-//! The run-time check of the instruction set and the FMA wrappers are pulp's (`V3`), so this
-//! crate needs no `unsafe` of its own.
+//! With AVX-512 (x86-64-v4) the two hottest tiles run on 512-bit vectors laid out so that
+//! every lane still computes exactly the sum it computes in four-lane form: a score vector
+//! holds the same four feature lanes of two classes, a gradient vector eight features' own
+//! sums over rows. So the bits are the same on an AVX2 machine, an AVX-512 machine and
+//! without either, and a model trained on one is the model trained on another.
+//!
+//! The run-time check of the instruction set and the FMA wrappers are pulp's (`V3`, `V4`),
+//! so this crate needs no `unsafe` of its own.
 
 /// f64 lanes in one 256-bit vector: the rows of one score block.
 pub const LANES: usize = 4;
@@ -61,8 +67,12 @@ pub struct ChunkSums {
 /// a time. The result is the same bits either way.
 pub fn chunk(rows: &[&[f64]], y: &[usize], w: &Weights<'_>) -> ChunkSums {
     #[cfg(target_arch = "x86_64")]
-    if let Some(v3) = pulp::x86::V3::try_new() {
-        return pulp::Simd::vectorize(v3, Chunk { rows, y, w, v3 });
+    if let Some(simd) = pulp::x86::V4::try_new() {
+        return pulp::Simd::vectorize(simd, Chunk { rows, y, w, simd });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        return pulp::Simd::vectorize(simd, Chunk { rows, y, w, simd });
     }
     chunk_with(rows, y, w, Portable)
 }
@@ -71,7 +81,35 @@ pub fn chunk(rows: &[&[f64]], y: &[usize], w: &Weights<'_>) -> ChunkSums {
 /// operation the kernel spells out instead of leaving to the auto-vectoriser, whose choices
 /// for the tiles changed from one build to the next (and cost a third of the time).
 trait Fma4: Copy {
+    /// Whether the wide (eight-lane) tiles pay: true where an eight-lane FMA is one
+    /// instruction. Either way the result is the same bits.
+    const WIDE: bool;
+
     fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes;
+
+    /// Eight lanes at once: the two halves as two four-lane operations unless overridden.
+    #[inline(always)]
+    fn fma8(self, a: Lanes8, x: Lanes8, w: Lanes8) -> Lanes8 {
+        let (a0, a1) = halves(a);
+        let (x0, x1) = halves(x);
+        let (w0, w1) = halves(w);
+        join(self.fma(a0, x0, w0), self.fma(a1, x1, w1))
+    }
+}
+
+/// f64 lanes in one 512-bit vector.
+const LANES8: usize = 2 * LANES;
+
+type Lanes8 = [f64; LANES8];
+
+#[inline(always)]
+fn halves(v: Lanes8) -> (Lanes, Lanes) {
+    ([v[0], v[1], v[2], v[3]], [v[4], v[5], v[6], v[7]])
+}
+
+#[inline(always)]
+fn join(a: Lanes, b: Lanes) -> Lanes8 {
+    [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
 }
 
 /// Lane by lane, through `f64::mul_add`.
@@ -79,6 +117,8 @@ trait Fma4: Copy {
 struct Portable;
 
 impl Fma4 for Portable {
+    const WIDE: bool = false;
+
     #[inline(always)]
     fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes {
         std::array::from_fn(|l| x[l].mul_add(w[l], a[l]))
@@ -87,6 +127,8 @@ impl Fma4 for Portable {
 
 #[cfg(target_arch = "x86_64")]
 impl Fma4 for pulp::x86::V3 {
+    const WIDE: bool = false;
+
     #[inline(always)]
     fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes {
         use pulp::bytemuck::cast;
@@ -94,29 +136,59 @@ impl Fma4 for pulp::x86::V3 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Fma4 for pulp::x86::V4 {
+    const WIDE: bool = true;
+
+    #[inline(always)]
+    fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes {
+        use pulp::bytemuck::cast;
+        cast(self.mul_add_f64x4(cast(x), cast(w), cast(a)))
+    }
+
+    #[inline(always)]
+    fn fma8(self, a: Lanes8, x: Lanes8, w: Lanes8) -> Lanes8 {
+        use pulp::bytemuck::cast;
+        cast(self.mul_add_f64x8(cast(x), cast(w), cast(a)))
+    }
+}
+
 /// The kernel as pulp's unit of work. `with_simd` must be `#[inline(always)]` (and so must
 /// everything it calls) for the code to be compiled with the CPU's features; a closure
 /// would not be.
 #[cfg(target_arch = "x86_64")]
-struct Chunk<'a> {
+struct Chunk<'a, F> {
     rows: &'a [&'a [f64]],
     y: &'a [usize],
     w: &'a Weights<'a>,
-    v3: pulp::x86::V3,
+    simd: F,
 }
 
 #[cfg(target_arch = "x86_64")]
-impl pulp::WithSimd for Chunk<'_> {
+impl<F: Fma4> pulp::WithSimd for Chunk<'_, F> {
     type Output = ChunkSums;
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) -> ChunkSums {
-        chunk_with(self.rows, self.y, self.w, self.v3)
+        chunk_with(self.rows, self.y, self.w, self.simd)
     }
 }
 
 #[inline(always)]
 fn chunk_with<F: Fma4>(rows: &[&[f64]], y: &[usize], w: &Weights<'_>, simd: F) -> ChunkSums {
+    chunk_tiled(rows, y, w, simd, F::WIDE)
+}
+
+/// [`chunk_with`] with the tile shapes chosen by `wide` (eight-lane tiles or four-lane
+/// ones), so that a test can run both on any CPU.
+#[inline(always)]
+fn chunk_tiled<F: Fma4>(
+    rows: &[&[f64]],
+    y: &[usize],
+    w: &Weights<'_>,
+    simd: F,
+    wide: bool,
+) -> ChunkSums {
     let (k, f) = (w.k, w.f);
     let m = rows.len().min(y.len());
     let (rows, y) = (&rows[..m], &y[..m]);
@@ -124,7 +196,7 @@ fn chunk_with<F: Fma4>(rows: &[&[f64]], y: &[usize], w: &Weights<'_>, simd: F) -
     // row `r` of the block at `(b * k + j) * LANES + r`. Lanes of a missing tail row stay 0.
     let mut buf = Vec::new();
     let s = aligned_zeros(&mut buf, m.div_ceil(LANES) * k * LANES);
-    scores(rows, w, s, simd);
+    scores(rows, w, s, simd, wide);
     let loss = if k == 1 {
         sigmoid_loss(s, y)
     } else {
@@ -132,7 +204,7 @@ fn chunk_with<F: Fma4>(rows: &[&[f64]], y: &[usize], w: &Weights<'_>, simd: F) -
     };
     let mut grad = vec![0.0; k * f + k];
     let (gw, gb) = grad.split_at_mut(k * f);
-    backward(rows, s, k, f, gw, simd);
+    backward(rows, s, k, f, gw, simd, wide);
     // Intercepts: rows in order for each class (tail lanes hold 0 and are skipped).
     for (xb, d) in rows.chunks(LANES).zip(s.chunks_exact(k * LANES)) {
         for r in 0..xb.len() {
@@ -148,12 +220,27 @@ fn chunk_with<F: Fma4>(rows: &[&[f64]], y: &[usize], w: &Weights<'_>, simd: F) -
 /// (four partial sums per score, added pairwise at the end, then the features left over in
 /// order); a tile of four rows by [`SCORE_CLASSES`] classes keeps its accumulators in
 /// registers.
+///
+/// Wide: the same sums, two classes per eight-lane vector (class `2p` in the low half, `2p+1`
+/// in the high half, each half the four feature lanes above), from coefficients interleaved
+/// once per call by [`pack_pairs`].
 #[inline(always)]
-fn scores<F: Fma4>(rows: &[&[f64]], w: &Weights<'_>, s: &mut [f64], simd: F) {
+fn scores<F: Fma4>(rows: &[&[f64]], w: &Weights<'_>, s: &mut [f64], simd: F, wide: bool) {
     let k = w.k;
+    let wide = wide && k >= 2;
+    let mut pbuf = Vec::new();
+    let packed = if wide {
+        pack_pairs(w, &mut pbuf)
+    } else {
+        &[][..]
+    };
     for (xb, out) in rows.chunks(LANES).zip(s.chunks_exact_mut(k * LANES)) {
         if let Ok(x) = <&[&[f64]; LANES]>::try_from(xb) {
-            score_rows::<LANES, F>(x, 0, w, out, simd);
+            if wide {
+                score_rows_wide::<LANES, F>(x, w, packed, out, simd);
+            } else {
+                score_rows::<LANES, F>(x, 0, w, out, simd);
+            }
         } else {
             for (r, x) in xb.iter().enumerate() {
                 score_rows::<1, F>(&[*x], r, w, out, simd);
@@ -223,30 +310,150 @@ fn score_tile<const R: usize, const J: usize, F: Fma4>(
     }
 }
 
+/// Coefficients of each class pair `(2p, 2p + 1)` interleaved four features at a time:
+/// vector `v` of pair `p` is `w[2p][4v..4v+4]` then `w[2p+1][4v..4v+4]`, the pairs one after
+/// another, on a 64-byte boundary. The features past the last whole group of four are not
+/// packed (the tiles add them one by one from `w`).
+#[inline(always)]
+fn pack_pairs<'b>(w: &Weights<'_>, buf: &'b mut Vec<f64>) -> &'b [f64] {
+    let (k, f) = (w.k, w.f);
+    let n4 = f / LANES;
+    let len = k / 2 * n4 * LANES8;
+    buf.clear();
+    buf.resize(len + LANES8 - 1, 0.0);
+    let off = aligned_start(buf, LANES8 * std::mem::size_of::<f64>());
+    let out = &mut buf[off..off + len];
+    if n4 == 0 {
+        return out;
+    }
+    for (p, dst) in out.chunks_exact_mut(n4 * LANES8).enumerate() {
+        let (w0, w1) = (&w.w[2 * p * f..], &w.w[(2 * p + 1) * f..]);
+        for (v, d) in dst.chunks_exact_mut(LANES8).enumerate() {
+            d[..LANES].copy_from_slice(&w0[v * LANES..(v + 1) * LANES]);
+            d[LANES..].copy_from_slice(&w1[v * LANES..(v + 1) * LANES]);
+        }
+    }
+    out
+}
+
+/// Class pairs per wide score tile.
+const SCORE_PAIRS: usize = 2;
+
+/// The scores of one whole block of rows with the wide tiles: class pairs two at a time,
+/// then a single pair, then (odd `k`) the last class with a four-lane tile.
+#[inline(always)]
+fn score_rows_wide<const R: usize, F: Fma4>(
+    x: &[&[f64]; R],
+    w: &Weights<'_>,
+    packed: &[f64],
+    out: &mut [f64],
+    simd: F,
+) {
+    let k = w.k;
+    let x: [&[f64]; R] = std::array::from_fn(|r| &x[r][..w.f]);
+    let pairs = k / 2;
+    let mut p = 0;
+    while p + SCORE_PAIRS <= pairs {
+        score_tile_wide::<R, SCORE_PAIRS, F>(&x, w, packed, p, out, simd);
+        p += SCORE_PAIRS;
+    }
+    while p < pairs {
+        score_tile_wide::<R, 1, F>(&x, w, packed, p, out, simd);
+        p += 1;
+    }
+    if k % 2 == 1 {
+        score_tile::<R, 1, F>(&x, w, k - 1, 0, out, simd);
+    }
+}
+
+/// `P` class pairs by `R` rows: lane `l` of half `h` of `acc[r][q]` is the running sum over
+/// features `4v + l` of row `r` and class `2(p0 + q) + h`, exactly the lane [`score_tile`]
+/// keeps for that row and class; finished the same way.
+#[inline(always)]
+fn score_tile_wide<const R: usize, const P: usize, F: Fma4>(
+    x: &[&[f64]; R],
+    w: &Weights<'_>,
+    packed: &[f64],
+    p0: usize,
+    out: &mut [f64],
+    simd: F,
+) {
+    let f = w.f;
+    let n4 = f / LANES;
+    let f4 = n4 * LANES;
+    let pv: [&[Lanes8]; P] =
+        std::array::from_fn(|q| &packed.as_chunks::<LANES8>().0[(p0 + q) * n4..][..n4]);
+    let xv: [&[Lanes]; R] = std::array::from_fn(|r| &x[r].as_chunks::<LANES>().0[..n4]);
+    let mut acc = [[[0.0; LANES8]; P]; R];
+    for v in 0..n4 {
+        let wl: [Lanes8; P] = std::array::from_fn(|q| pv[q][v]);
+        for (ar, xr) in acc.iter_mut().zip(&xv) {
+            let xl = xr[v];
+            let x2 = join(xl, xl);
+            for (a, wq) in ar.iter_mut().zip(&wl) {
+                *a = simd.fma8(*a, x2, *wq);
+            }
+        }
+    }
+    for (r, (ar, xr)) in acc.iter().zip(x).enumerate() {
+        for (q, a2) in ar.iter().enumerate() {
+            let (lo, hi) = halves(*a2);
+            for (h, a) in [lo, hi].iter().enumerate() {
+                let j = 2 * (p0 + q) + h;
+                let wj = &w.w[j * f..(j + 1) * f];
+                let mut t = w.b[j] + ((a[0] + a[1]) + (a[2] + a[3]));
+                for fi in f4..f {
+                    t = xr[fi].mul_add(wj[fi], t);
+                }
+                out[j * LANES + r] = t;
+            }
+        }
+    }
+}
+
 /// `g[j][f] = Σ_i d[i][j] · x[i][f]`, rows in order, from `d` in the block layout into `g`
 /// laid out as `k` rows of `f`. Lanes run over features; a tile of two classes by sixteen
-/// features keeps eight independent accumulators in registers for the whole chunk.
+/// features keeps eight independent accumulators in registers for the whole chunk. Wide:
+/// the same per-lane sums, in tiles of two classes by thirty-two features (eight-lane
+/// vectors), then the four-lane tiles for the features left.
 #[inline(always)]
-fn backward<F: Fma4>(rows: &[&[f64]], d: &[f64], k: usize, f: usize, g: &mut [f64], simd: F) {
+fn backward<F: Fma4>(
+    rows: &[&[f64]],
+    d: &[f64],
+    k: usize,
+    f: usize,
+    g: &mut [f64],
+    simd: F,
+    wide: bool,
+) {
+    let f32 = if wide { f / 32 * 32 } else { 0 };
     let f16 = f / 16 * 16;
     let f4 = f / 4 * 4;
     // Feature groups outside, classes inside: a group's columns of the chunk are read from
     // memory once and then from L1 by every class.
     let mut f0 = 0;
     while f0 < f4 {
-        let wide = f0 < f16;
+        let step = if f0 < f32 {
+            32
+        } else if f0 < f16 {
+            16
+        } else {
+            LANES
+        };
         let mut j = 0;
         while j < k {
             let two = j + 1 < k;
-            match (two, wide) {
-                (true, true) => grad_tile::<2, 4, F>(rows, d, k, j, f0, f, g, simd),
-                (false, true) => grad_tile::<1, 4, F>(rows, d, k, j, f0, f, g, simd),
-                (true, false) => grad_tile::<2, 1, F>(rows, d, k, j, f0, f, g, simd),
-                (false, false) => grad_tile::<1, 1, F>(rows, d, k, j, f0, f, g, simd),
+            match (two, step) {
+                (true, 32) => grad_tile8::<2, 4, F>(rows, d, k, j, f0, f, g, simd),
+                (false, 32) => grad_tile8::<1, 4, F>(rows, d, k, j, f0, f, g, simd),
+                (true, 16) => grad_tile::<2, 4, F>(rows, d, k, j, f0, f, g, simd),
+                (false, 16) => grad_tile::<1, 4, F>(rows, d, k, j, f0, f, g, simd),
+                (true, _) => grad_tile::<2, 1, F>(rows, d, k, j, f0, f, g, simd),
+                (false, _) => grad_tile::<1, 1, F>(rows, d, k, j, f0, f, g, simd),
             }
             j += if two { 2 } else { 1 };
         }
-        f0 += if wide { 16 } else { LANES };
+        f0 += step;
     }
     for j in 0..k {
         for fi in f4..f {
@@ -303,6 +510,68 @@ fn grad_tile<const J: usize, const V: usize, F: Fma4>(
         for (v, a) in aj.iter().enumerate() {
             let at = (j0 + jj) * f + f0 + v * LANES;
             g[at..at + LANES].copy_from_slice(a);
+        }
+    }
+}
+
+/// [`grad_tile`] on eight-lane vectors: `V` of them (`8 V` features) by `J` classes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn grad_tile8<const J: usize, const V: usize, F: Fma4>(
+    rows: &[&[f64]],
+    d: &[f64],
+    k: usize,
+    j0: usize,
+    f0: usize,
+    f: usize,
+    g: &mut [f64],
+    simd: F,
+) {
+    let mut acc = [[[0.0; LANES8]; V]; J];
+    let mut blocks = rows.chunks_exact(LANES);
+    let mut dblocks = d.chunks_exact(k * LANES);
+    for (xb, db) in (&mut blocks).zip(&mut dblocks) {
+        let db = &db[..k * LANES];
+        for (r, x) in xb.iter().enumerate().take(LANES) {
+            grad_row8(
+                &mut acc,
+                &x[f0..f0 + V * LANES8],
+                &db[j0 * LANES + r..],
+                simd,
+            );
+        }
+    }
+    if let Some(db) = dblocks.next() {
+        for (r, x) in blocks.remainder().iter().enumerate() {
+            grad_row8(
+                &mut acc,
+                &x[f0..f0 + V * LANES8],
+                &db[j0 * LANES + r..],
+                simd,
+            );
+        }
+    }
+    for (jj, aj) in acc.iter().enumerate() {
+        for (v, a) in aj.iter().enumerate() {
+            let at = (j0 + jj) * f + f0 + v * LANES8;
+            g[at..at + LANES8].copy_from_slice(a);
+        }
+    }
+}
+
+/// [`grad_row`] on eight-lane vectors.
+#[inline(always)]
+fn grad_row8<const J: usize, const V: usize, F: Fma4>(
+    acc: &mut [[Lanes8; V]; J],
+    x: &[f64],
+    d: &[f64],
+    simd: F,
+) {
+    let x = &x.as_chunks::<LANES8>().0[..V];
+    for (jj, aj) in acc.iter_mut().enumerate() {
+        let dv = [d[jj * LANES]; LANES8];
+        for (a, xv) in aj.iter_mut().zip(x) {
+            *a = simd.fma8(*a, dv, *xv);
         }
     }
 }
@@ -542,6 +811,10 @@ mod tests {
             (4, 3, 1),
             (10, 64, 37),
             (3, 37, 19),
+            (7, 50, 29),
+            (2, 33, 10),
+            (4, 96, 9),
+            (5, 68, 41),
         ] {
             let data: Vec<f64> = (0..m * f)
                 .map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0)
@@ -557,6 +830,32 @@ mod tests {
             let portable = chunk_with(&rows, &y, &kw, Portable);
             assert_eq!(got.loss.to_bits(), portable.loss.to_bits());
             assert_eq!(got.grad, portable.grad);
+            // The wide tiles, whatever the CPU (two four-lane FMAs per eight-lane one here),
+            // and each instruction set this CPU has: the same bits as the portable path.
+            let same = |c: &ChunkSums, what: &str| {
+                assert_eq!(
+                    c.loss.to_bits(),
+                    portable.loss.to_bits(),
+                    "{what} {k} {f} {m}"
+                );
+                let bits = |g: &[f64]| g.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&c.grad), bits(&portable.grad), "{what} {k} {f} {m}");
+            };
+            same(
+                &chunk_tiled(&rows, &y, &kw, Portable, true),
+                "portable wide",
+            );
+            #[cfg(target_arch = "x86_64")]
+            {
+                if let Some(v3) = pulp::x86::V3::try_new() {
+                    same(&chunk_tiled(&rows, &y, &kw, v3, false), "avx2");
+                    same(&chunk_tiled(&rows, &y, &kw, v3, true), "avx2 wide");
+                }
+                if let Some(v4) = pulp::x86::V4::try_new() {
+                    same(&chunk_tiled(&rows, &y, &kw, v4, false), "avx512 narrow");
+                    same(&chunk_tiled(&rows, &y, &kw, v4, true), "avx512");
+                }
+            }
             let (loss, g) = naive(&rows, &y, &w, k, f);
             assert!(
                 (got.loss - loss).abs() < 1e-9 * loss.abs().max(1.0),
