@@ -206,14 +206,36 @@ fn chunk_tiled<F: Fma4>(
     let (gw, gb) = grad.split_at_mut(k * f);
     backward(rows, s, k, f, gw, simd, wide);
     // Intercepts: rows in order for each class (tail lanes hold 0 and are skipped).
-    for (xb, d) in rows.chunks(LANES).zip(s.chunks_exact(k * LANES)) {
-        for r in 0..xb.len() {
-            for (j, g) in gb.iter_mut().enumerate() {
-                *g += d[j * LANES + r];
+    let mut j0 = 0;
+    while j0 < k {
+        let n = (k - j0).min(8);
+        if n == 8 {
+            intercepts::<8>(rows.len(), s, k, j0, &mut gb[j0..j0 + 8]);
+        } else {
+            for j in j0..j0 + n {
+                intercepts::<1>(rows.len(), s, k, j, &mut gb[j..=j]);
+            }
+        }
+        j0 += n;
+    }
+    ChunkSums { loss, grad }
+}
+
+/// Column sums of `d` for classes `j0..j0 + J`, each a chain over the rows in order, kept in
+/// registers.
+#[inline(always)]
+fn intercepts<const J: usize>(m: usize, d: &[f64], k: usize, j0: usize, g: &mut [f64]) {
+    let mut acc = [0.0; J];
+    for (b, blk) in d.chunks_exact(k * LANES).enumerate() {
+        let rows = (m - b * LANES).min(LANES);
+        let blk = &blk[j0 * LANES..(j0 + J) * LANES];
+        for r in 0..rows {
+            for (jj, a) in acc.iter_mut().enumerate() {
+                *a += blk[jj * LANES + r];
             }
         }
     }
-    ChunkSums { loss, grad }
+    g.copy_from_slice(&acc);
 }
 
 /// `s[i][j] = b[j] + Σ_f x[i][f] · w[j][f]` into the block layout. Lanes run over features
