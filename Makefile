@@ -10,7 +10,7 @@ CARGO ?= cargo
 TOOLS :=
 TEST_EXTRA :=
 
-.PHONY: help fmt fmt-check clippy test test-rust tools bench
+.PHONY: help fmt fmt-check hack-check clippy test test-rust tools bench
 
 help:
 	@echo "Start with: make train-par (the main job), then make test."
@@ -24,13 +24,16 @@ fmt:
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+hack-check: ## check that workspace-hack still gives every member the test build's features
+	CARGO=$(CARGO) workspace-hack/check.sh
+
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 test-rust:
 	$(CARGO) test --workspace --all-targets --locked
 
-test: tools fmt-check clippy test-rust $(TEST_EXTRA) ## install tools, then fmt, clippy and every test
+test: tools fmt-check hack-check clippy test-rust $(TEST_EXTRA) ## install tools, then fmt, clippy and every test
 
 tools: $(TOOLS)
 
