@@ -17,7 +17,7 @@
 //! linfa-logistic 0.8.1 stays available as a reference solver ([`SolverKind::Linfa`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use argmin::core::{
     CostFunction, Executor, Gradient, Solver, State, TerminationReason, TerminationStatus,
@@ -522,7 +522,9 @@ struct Problem<'p, 'a> {
     obj: &'p Objective<'a>,
     team: Option<&'p Team<'p, 'a>>,
     cache: Mutex<Option<Evaluated>>,
-    evals: AtomicUsize,
+    /// Evaluations so far. Outside the problem: a failed line search ends the fit with the
+    /// problem inside its own run, and the count must survive it.
+    evals: Arc<AtomicUsize>,
 }
 
 impl Problem<'_, '_> {
@@ -649,11 +651,12 @@ impl ValidLogisticParams {
     {
         let (k, f) = (obj.k, obj.x.ncols());
         let dim = obj.dim();
+        let evals = Arc::new(AtomicUsize::new(0));
         let problem = Problem {
             obj,
             team,
             cache: Mutex::new(None),
-            evals: AtomicUsize::new(0),
+            evals: Arc::clone(&evals),
         };
         let res = Executor::new(problem, solver)
             .configure(|st| {
@@ -675,11 +678,7 @@ impl ValidLogisticParams {
             TerminationStatus::Terminated(TerminationReason::SolverConverged)
         );
         let termination = status.to_string();
-        let evaluations = res
-            .problem
-            .problem
-            .as_ref()
-            .map_or(0, |p| p.evals.load(Ordering::Relaxed));
+        let evaluations = evals.load(Ordering::Relaxed);
         let params = state
             .get_best_param()
             .or_else(|| state.get_param())
@@ -878,6 +877,61 @@ mod tests {
             }
             self.inner.terminate(state)
         }
+    }
+
+    /// Evaluates as many distinct points as it holds, then does what [`Lbfgs`] does after a failed line
+    /// search: the problem has gone into the line search's own run and is dropped with
+    /// it, and the fit ends.
+    struct LosesTheProblem(usize);
+
+    impl<O> Solver<O, Iter> for LosesTheProblem
+    where
+        O: CostFunction<Param = Array1<f64>, Output = f64>,
+    {
+        fn name(&self) -> &str {
+            "loses the problem"
+        }
+
+        fn next_iter(
+            &mut self,
+            problem: &mut ArgminProblem<O>,
+            state: Iter,
+        ) -> Result<(Iter, Option<KV>), argmin::core::Error> {
+            let p = state
+                .get_param()
+                .cloned()
+                .ok_or_else(|| argmin::core::Error::msg("no start"))?;
+            for i in 0..self.0 {
+                #[allow(clippy::cast_precision_loss)]
+                problem.cost(&p.mapv(|v| v + i as f64))?;
+            }
+            drop(problem.take_problem());
+            Ok((
+                state.terminate_with(TerminationReason::SolverExit("lost".into())),
+                None,
+            ))
+        }
+    }
+
+    /// The report's evaluation count survives a fit whose last line search failed (it read
+    /// 0 when the count lived in the lost problem).
+    #[test]
+    fn evaluations_are_counted_when_the_problem_is_lost() {
+        let (x, y) = toy(3, 300);
+        let labels = Labels {
+            y: &y,
+            n_classes: 3,
+        };
+        let rows = Rows {
+            x: x.view(),
+            rows: None,
+        };
+        let p = LogisticParams::default().check().expect("params");
+        let obj = Objective::new(rows, labels, p.alpha, false);
+        let m = p.run(&obj, None, LosesTheProblem(5)).expect("ends");
+        assert_eq!(m.evaluations, 5);
+        assert!(!m.converged);
+        assert!(m.termination.contains("lost"), "{}", m.termination);
     }
 
     /// The same fit through argmin's `LBFGS` (reference) and through [`Lbfgs`].
