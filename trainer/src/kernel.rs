@@ -61,10 +61,10 @@ pub struct ChunkSums {
 }
 
 /// Loss and gradient sums of the rows `rows` (each a slice of `f` standardised features)
-/// with classes `y`. On a CPU with AVX2 + FMA (x86-64-v3, checked at run time) the kernel
-/// runs inside a function compiled for it, its multiply-adds written as 256-bit
-/// instructions through pulp's safe wrappers; elsewhere the same operations run one lane at
-/// a time. The result is the same bits either way.
+/// with classes `y`. On a CPU with AVX-512 (x86-64-v4) or AVX2 + FMA (x86-64-v3), checked
+/// at run time, the kernel runs inside a function compiled for it, its multiply-adds
+/// written as 512- or 256-bit instructions through pulp's safe wrappers; elsewhere the same
+/// operations run one lane at a time. The result is the same bits either way.
 pub fn chunk(rows: &[&[f64]], y: &[usize], w: &Weights<'_>) -> ChunkSums {
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = pulp::x86::V4::try_new() {
@@ -81,9 +81,9 @@ pub fn chunk(rows: &[&[f64]], y: &[usize], w: &Weights<'_>) -> ChunkSums {
 /// operation the kernel spells out instead of leaving to the auto-vectoriser, whose choices
 /// for the tiles changed from one build to the next (and cost a third of the time).
 trait Fma4: Copy {
-    /// Whether the wide (eight-lane) tiles pay: true where an eight-lane FMA is one
-    /// instruction. Either way the result is the same bits.
-    const WIDE: bool;
+    /// The tile shapes that pay with this instruction set. Either way the result is the
+    /// same bits.
+    fn tiles(self) -> Tiles;
 
     fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes;
 
@@ -95,6 +95,52 @@ trait Fma4: Copy {
         let (w0, w1) = halves(w);
         join(self.fma(a0, x0, w0), self.fma(a1, x1, w1))
     }
+}
+
+/// Which tiles run on eight-lane (512-bit) vectors; the rest run on four-lane ones. The
+/// same bits either way: only the speed depends on the choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tiles {
+    /// The score (forward) tiles: two classes' four feature lanes per vector, which costs
+    /// a lane shuffle per row and vector.
+    scores: bool,
+    /// The gradient (backward) tiles: thirty-two features by two classes.
+    gradient: bool,
+}
+
+impl Tiles {
+    const NARROW: Self = Self {
+        scores: false,
+        gradient: false,
+    };
+    #[cfg(test)]
+    const WIDE: Self = Self {
+        scores: true,
+        gradient: true,
+    };
+}
+
+/// Whether this CPU runs each 512-bit operation as two 256-bit halves: AMD's family 19h
+/// (Zen 4). There the wide score tile's shuffles cost more than its wider FMAs give back:
+/// measured on digits (`eval_cost`), narrow score tiles with wide gradient tiles took
+/// 115 us per sequential evaluation against 122 us with both wide (and 118-120 us with
+/// both narrow). Read once (CPUID) and kept.
+#[cfg(target_arch = "x86_64")]
+fn halves_512_bit_ops() -> bool {
+    static HALVES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HALVES.get_or_init(|| {
+        use std::arch::x86_64::__cpuid;
+        let vendor = __cpuid(0);
+        let amd = (vendor.ebx, vendor.edx, vendor.ecx)
+            == (
+                u32::from_le_bytes(*b"Auth"),
+                u32::from_le_bytes(*b"enti"),
+                u32::from_le_bytes(*b"cAMD"),
+            );
+        let eax = __cpuid(1).eax;
+        let family = ((eax >> 8) & 0xf) + ((eax >> 20) & 0xff);
+        amd && family == 0x19
+    })
 }
 
 /// f64 lanes in one 512-bit vector.
@@ -112,12 +158,34 @@ fn join(a: Lanes, b: Lanes) -> Lanes8 {
     [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
 }
 
+/// A vector of f64 lanes a gradient tile runs on: [`Lanes`] (four) or [`Lanes8`] (eight),
+/// each through its own fused multiply-add of `F`.
+trait Vector<F: Fma4>: Copy {
+    fn fma(simd: F, a: Self, x: Self, w: Self) -> Self;
+}
+
+impl<F: Fma4> Vector<F> for Lanes {
+    #[inline(always)]
+    fn fma(simd: F, a: Self, x: Self, w: Self) -> Self {
+        simd.fma(a, x, w)
+    }
+}
+
+impl<F: Fma4> Vector<F> for Lanes8 {
+    #[inline(always)]
+    fn fma(simd: F, a: Self, x: Self, w: Self) -> Self {
+        simd.fma8(a, x, w)
+    }
+}
+
 /// Lane by lane, through `f64::mul_add`.
 #[derive(Clone, Copy)]
 struct Portable;
 
 impl Fma4 for Portable {
-    const WIDE: bool = false;
+    fn tiles(self) -> Tiles {
+        Tiles::NARROW
+    }
 
     #[inline(always)]
     fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes {
@@ -127,7 +195,9 @@ impl Fma4 for Portable {
 
 #[cfg(target_arch = "x86_64")]
 impl Fma4 for pulp::x86::V3 {
-    const WIDE: bool = false;
+    fn tiles(self) -> Tiles {
+        Tiles::NARROW
+    }
 
     #[inline(always)]
     fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes {
@@ -138,7 +208,12 @@ impl Fma4 for pulp::x86::V3 {
 
 #[cfg(target_arch = "x86_64")]
 impl Fma4 for pulp::x86::V4 {
-    const WIDE: bool = true;
+    fn tiles(self) -> Tiles {
+        Tiles {
+            scores: !halves_512_bit_ops(),
+            gradient: true,
+        }
+    }
 
     #[inline(always)]
     fn fma(self, a: Lanes, x: Lanes, w: Lanes) -> Lanes {
@@ -176,18 +251,18 @@ impl<F: Fma4> pulp::WithSimd for Chunk<'_, F> {
 
 #[inline(always)]
 fn chunk_with<F: Fma4>(rows: &[&[f64]], y: &[usize], w: &Weights<'_>, simd: F) -> ChunkSums {
-    chunk_tiled(rows, y, w, simd, F::WIDE)
+    chunk_tiled(rows, y, w, simd, simd.tiles())
 }
 
-/// [`chunk_with`] with the tile shapes chosen by `wide` (eight-lane tiles or four-lane
-/// ones), so that a test can run both on any CPU.
+/// [`chunk_with`] with the tile shapes chosen by `tiles`, so that a test can run each on
+/// any CPU.
 #[inline(always)]
 fn chunk_tiled<F: Fma4>(
     rows: &[&[f64]],
     y: &[usize],
     w: &Weights<'_>,
     simd: F,
-    wide: bool,
+    tiles: Tiles,
 ) -> ChunkSums {
     let (k, f) = (w.k, w.f);
     let m = rows.len().min(y.len());
@@ -196,7 +271,7 @@ fn chunk_tiled<F: Fma4>(
     // row `r` of the block at `(b * k + j) * LANES + r`. Lanes of a missing tail row stay 0.
     let mut buf = Vec::new();
     let s = aligned_zeros(&mut buf, m.div_ceil(LANES) * k * LANES);
-    scores(rows, w, s, simd, wide);
+    scores(rows, w, s, simd, tiles.scores);
     let loss = if k == 1 {
         sigmoid_loss(s, y)
     } else {
@@ -204,7 +279,7 @@ fn chunk_tiled<F: Fma4>(
     };
     let mut grad = vec![0.0; k * f + k];
     let (gw, gb) = grad.split_at_mut(k * f);
-    backward(rows, s, k, f, gw, simd, wide);
+    backward(rows, s, k, f, gw, simd, tiles.gradient);
     // Intercepts: rows in order for each class (tail lanes hold 0 and are skipped).
     let mut j0 = 0;
     while j0 < k {
@@ -423,6 +498,8 @@ fn score_tile_wide<const R: usize, const P: usize, F: Fma4>(
             for (h, a) in [lo, hi].iter().enumerate() {
                 let j = 2 * (p0 + q) + h;
                 let wj = &w.w[j * f..(j + 1) * f];
+                // The same finish as `score_tile`'s, spelled out: through a shared helper
+                // the digits evaluation measured 1-3 % slower (same bits).
                 let mut t = w.b[j] + ((a[0] + a[1]) + (a[2] + a[3]));
                 for fi in f4..f {
                     t = xr[fi].mul_add(wj[fi], t);
@@ -466,12 +543,12 @@ fn backward<F: Fma4>(
         while j < k {
             let two = j + 1 < k;
             match (two, step) {
-                (true, 32) => grad_tile8::<2, 4, F>(rows, d, k, j, f0, f, g, simd),
-                (false, 32) => grad_tile8::<1, 4, F>(rows, d, k, j, f0, f, g, simd),
-                (true, 16) => grad_tile::<2, 4, F>(rows, d, k, j, f0, f, g, simd),
-                (false, 16) => grad_tile::<1, 4, F>(rows, d, k, j, f0, f, g, simd),
-                (true, _) => grad_tile::<2, 1, F>(rows, d, k, j, f0, f, g, simd),
-                (false, _) => grad_tile::<1, 1, F>(rows, d, k, j, f0, f, g, simd),
+                (true, 32) => grad_tile::<2, 4, LANES8, F>(rows, d, k, j, f0, f, g, simd),
+                (false, 32) => grad_tile::<1, 4, LANES8, F>(rows, d, k, j, f0, f, g, simd),
+                (true, 16) => grad_tile::<2, 4, LANES, F>(rows, d, k, j, f0, f, g, simd),
+                (false, 16) => grad_tile::<1, 4, LANES, F>(rows, d, k, j, f0, f, g, simd),
+                (true, _) => grad_tile::<2, 1, LANES, F>(rows, d, k, j, f0, f, g, simd),
+                (false, _) => grad_tile::<1, 1, LANES, F>(rows, d, k, j, f0, f, g, simd),
             }
             j += if two { 2 } else { 1 };
         }
@@ -490,9 +567,11 @@ fn backward<F: Fma4>(
     }
 }
 
+/// `J` classes by `V` vectors of `N` lanes (`V N` features from `f0`) of the gradient,
+/// each lane a sum over the chunk's rows in order, in registers until the end.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn grad_tile<const J: usize, const V: usize, F: Fma4>(
+fn grad_tile<const J: usize, const V: usize, const N: usize, F: Fma4>(
     rows: &[&[f64]],
     d: &[f64],
     k: usize,
@@ -501,8 +580,10 @@ fn grad_tile<const J: usize, const V: usize, F: Fma4>(
     f: usize,
     g: &mut [f64],
     simd: F,
-) {
-    let mut acc = [[[0.0; LANES]; V]; J];
+) where
+    [f64; N]: Vector<F>,
+{
+    let mut acc = [[[0.0; N]; V]; J];
     let mut blocks = rows.chunks_exact(LANES);
     let mut dblocks = d.chunks_exact(k * LANES);
     // Whole blocks with a fixed trip count of four rows (the compiler unrolls them and
@@ -510,90 +591,18 @@ fn grad_tile<const J: usize, const V: usize, F: Fma4>(
     for (xb, db) in (&mut blocks).zip(&mut dblocks) {
         let db = &db[..k * LANES];
         for (r, x) in xb.iter().enumerate().take(LANES) {
-            grad_row(
-                &mut acc,
-                &x[f0..f0 + V * LANES],
-                &db[j0 * LANES + r..],
-                simd,
-            );
+            grad_row(&mut acc, &x[f0..f0 + V * N], &db[j0 * LANES + r..], simd);
         }
     }
     if let Some(db) = dblocks.next() {
         for (r, x) in blocks.remainder().iter().enumerate() {
-            grad_row(
-                &mut acc,
-                &x[f0..f0 + V * LANES],
-                &db[j0 * LANES + r..],
-                simd,
-            );
+            grad_row(&mut acc, &x[f0..f0 + V * N], &db[j0 * LANES + r..], simd);
         }
     }
     for (jj, aj) in acc.iter().enumerate() {
         for (v, a) in aj.iter().enumerate() {
-            let at = (j0 + jj) * f + f0 + v * LANES;
-            g[at..at + LANES].copy_from_slice(a);
-        }
-    }
-}
-
-/// [`grad_tile`] on eight-lane vectors: `V` of them (`8 V` features) by `J` classes.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn grad_tile8<const J: usize, const V: usize, F: Fma4>(
-    rows: &[&[f64]],
-    d: &[f64],
-    k: usize,
-    j0: usize,
-    f0: usize,
-    f: usize,
-    g: &mut [f64],
-    simd: F,
-) {
-    let mut acc = [[[0.0; LANES8]; V]; J];
-    let mut blocks = rows.chunks_exact(LANES);
-    let mut dblocks = d.chunks_exact(k * LANES);
-    for (xb, db) in (&mut blocks).zip(&mut dblocks) {
-        let db = &db[..k * LANES];
-        for (r, x) in xb.iter().enumerate().take(LANES) {
-            grad_row8(
-                &mut acc,
-                &x[f0..f0 + V * LANES8],
-                &db[j0 * LANES + r..],
-                simd,
-            );
-        }
-    }
-    if let Some(db) = dblocks.next() {
-        for (r, x) in blocks.remainder().iter().enumerate() {
-            grad_row8(
-                &mut acc,
-                &x[f0..f0 + V * LANES8],
-                &db[j0 * LANES + r..],
-                simd,
-            );
-        }
-    }
-    for (jj, aj) in acc.iter().enumerate() {
-        for (v, a) in aj.iter().enumerate() {
-            let at = (j0 + jj) * f + f0 + v * LANES8;
-            g[at..at + LANES8].copy_from_slice(a);
-        }
-    }
-}
-
-/// [`grad_row`] on eight-lane vectors.
-#[inline(always)]
-fn grad_row8<const J: usize, const V: usize, F: Fma4>(
-    acc: &mut [[Lanes8; V]; J],
-    x: &[f64],
-    d: &[f64],
-    simd: F,
-) {
-    let x = &x.as_chunks::<LANES8>().0[..V];
-    for (jj, aj) in acc.iter_mut().enumerate() {
-        let dv = [d[jj * LANES]; LANES8];
-        for (a, xv) in aj.iter_mut().zip(x) {
-            *a = simd.fma8(*a, dv, *xv);
+            let at = (j0 + jj) * f + f0 + v * N;
+            g[at..at + N].copy_from_slice(a);
         }
     }
 }
@@ -633,17 +642,19 @@ pub fn aligned_start(buf: &[f64], align: usize) -> usize {
 /// `d[j]` at `d[j * LANES]` (one row of a score block) and `x` the tile's features.
 /// A function, not a closure: a closure would not be compiled with the kernel's features.
 #[inline(always)]
-fn grad_row<const J: usize, const V: usize, F: Fma4>(
-    acc: &mut [[Lanes; V]; J],
+fn grad_row<const J: usize, const V: usize, const N: usize, F: Fma4>(
+    acc: &mut [[[f64; N]; V]; J],
     x: &[f64],
     d: &[f64],
     simd: F,
-) {
-    let x = &x.as_chunks::<LANES>().0[..V];
+) where
+    [f64; N]: Vector<F>,
+{
+    let x = &x.as_chunks::<N>().0[..V];
     for (jj, aj) in acc.iter_mut().enumerate() {
-        let dv = [d[jj * LANES]; LANES];
+        let dv = [d[jj * LANES]; N];
         for (a, xv) in aj.iter_mut().zip(x) {
-            *a = simd.fma(*a, dv, *xv);
+            *a = Vector::fma(simd, *a, dv, *xv);
         }
     }
 }
@@ -864,18 +875,29 @@ mod tests {
                 assert_eq!(bits(&c.grad), bits(&portable.grad), "{what} {k} {f} {m}");
             };
             same(
-                &chunk_tiled(&rows, &y, &kw, Portable, true),
+                &chunk_tiled(&rows, &y, &kw, Portable, Tiles::WIDE),
                 "portable wide",
             );
             #[cfg(target_arch = "x86_64")]
             {
                 if let Some(v3) = pulp::x86::V3::try_new() {
-                    same(&chunk_tiled(&rows, &y, &kw, v3, false), "avx2");
-                    same(&chunk_tiled(&rows, &y, &kw, v3, true), "avx2 wide");
+                    same(&chunk_tiled(&rows, &y, &kw, v3, Tiles::NARROW), "avx2");
+                    same(&chunk_tiled(&rows, &y, &kw, v3, Tiles::WIDE), "avx2 wide");
                 }
                 if let Some(v4) = pulp::x86::V4::try_new() {
-                    same(&chunk_tiled(&rows, &y, &kw, v4, false), "avx512 narrow");
-                    same(&chunk_tiled(&rows, &y, &kw, v4, true), "avx512");
+                    same(
+                        &chunk_tiled(&rows, &y, &kw, v4, Tiles::NARROW),
+                        "avx512 narrow",
+                    );
+                    same(&chunk_tiled(&rows, &y, &kw, v4, Tiles::WIDE), "avx512 wide");
+                    let zen4 = Tiles {
+                        scores: false,
+                        gradient: true,
+                    };
+                    same(
+                        &chunk_tiled(&rows, &y, &kw, v4, zen4),
+                        "avx512 wide gradient",
+                    );
                 }
             }
             let (loss, g) = naive(&rows, &y, &w, k, f);
