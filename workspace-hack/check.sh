@@ -26,7 +26,9 @@ for member in $("$CARGO" metadata --locked --no-deps --format-version 1 |
     diff=$(tree -p "$member" -e normal,build | comm -23 - "$ws" | grep -Ev "$allowed" || true)
     if [[ -n $diff ]]; then
         echo "workspace-hack: \`cargo build -p $member\` resolves these with other features than the test build:" >&2
-        sed 's/^/  /' <<<"$diff" >&2
+        while IFS= read -r line; do
+            echo "  $line" >&2
+        done <<<"$diff"
         status=1
     fi
 done
