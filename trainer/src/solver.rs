@@ -879,9 +879,9 @@ mod tests {
         }
     }
 
-    /// Evaluates as many distinct points as it holds, then does what [`Lbfgs`] does after a failed line
-    /// search: the problem has gone into the line search's own run and is dropped with
-    /// it, and the fit ends.
+    /// Evaluates as many distinct points as it holds, then does what [`Lbfgs`] does after a
+    /// failed line search: the problem has gone into the line search's own run and is
+    /// dropped with it, and the fit ends.
     struct LosesTheProblem(usize);
 
     impl<O> Solver<O, Iter> for LosesTheProblem
