@@ -425,31 +425,66 @@ pub struct Split {
     pub test: Vec<usize>,
 }
 
-/// A seeded stratified split: each class contributes `round(test_fraction * n)` rows to the
-/// holdout (keeping at least one for training).
+/// A seeded stratified split. The holdout has `ceil(test_fraction * n)` rows, as
+/// scikit-learn's `train_test_split` and `StratifiedShuffleSplit` count them (360 of
+/// digits' 1,797 rows at 0.2), shared out over the classes in proportion to their sizes
+/// ([`test_counts`]); each class's holdout rows are the first of its seeded shuffle.
 pub fn stratified_split(y: &[usize], n_classes: usize, test_fraction: f64, seed: u64) -> Split {
     let mut rng = Rng::new(seed);
     let mut by_class = vec![Vec::new(); n_classes];
     for (i, &c) in y.iter().enumerate() {
         by_class[c].push(i);
     }
+    let sizes: Vec<usize> = by_class.iter().map(Vec::len).collect();
+    let n_test = test_counts(&sizes, test_fraction);
     let mut train = Vec::with_capacity(y.len());
     let mut test = Vec::new();
-    for rows in &mut by_class {
+    for (rows, &n_test) in by_class.iter_mut().zip(&n_test) {
         rng.shuffle(rows);
-        #[allow(
-            clippy::cast_precision_loss,
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss
-        )]
-        let n_test = ((test_fraction * rows.len() as f64).round() as usize)
-            .min(rows.len().saturating_sub(1));
         test.extend_from_slice(&rows[..n_test]);
         train.extend_from_slice(&rows[n_test..]);
     }
     rng.shuffle(&mut train);
     test.sort_unstable();
     Split { train, test }
+}
+
+/// Holdout rows per class for classes of `sizes` rows: `ceil(test_fraction * n)` in all,
+/// each class its proportional share rounded down, and the rows left over one each to the
+/// classes with the largest remainders (ties to the lower class index). A class always keeps
+/// at least one training row; what it cannot take goes to the next class in that order.
+pub fn test_counts(sizes: &[usize], test_fraction: f64) -> Vec<usize> {
+    let n: usize = sizes.iter().sum();
+    if n == 0 {
+        return vec![0; sizes.len()];
+    }
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    // The epsilon keeps an exact product (0.2 x 1000) from rounding up past itself.
+    let total = ((test_fraction * n as f64 - 1e-9).ceil().max(0.0) as usize)
+        .min(n.saturating_sub(sizes.iter().filter(|&&s| s > 0).count()));
+    let cap = |s: usize| s.saturating_sub(1);
+    // Exact shares in integers: class c's share is total * size / n = floor + rem / n.
+    let mut counts: Vec<usize> = sizes.iter().map(|&s| (total * s / n).min(cap(s))).collect();
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by_key(|&c| (std::cmp::Reverse(total * sizes[c] % n), c));
+    let mut left = total - counts.iter().sum::<usize>();
+    while left > 0 {
+        let before = left;
+        for &c in &order {
+            if left > 0 && counts[c] < cap(sizes[c]) {
+                counts[c] += 1;
+                left -= 1;
+            }
+        }
+        if left == before {
+            break;
+        }
+    }
+    counts
 }
 
 /// Stratified k folds over positions `0..y.len()` (rows already shuffled): the j-th row of
@@ -687,6 +722,24 @@ mod tests {
         let mut all: Vec<usize> = s.train.iter().chain(&s.test).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn holdout_size_is_counted_as_scikit_learn_counts_it() {
+        // digits: 1,797 rows, 360 held out at 0.2 (ceil(359.4)); per-class rounding gave 359.
+        let digits = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180];
+        let c = test_counts(&digits, 0.2);
+        assert_eq!(c.iter().sum::<usize>(), 360);
+        // Shares 35.66, 36.46, 35.46, 36.66, 36.26, 36.46, 36.26, 35.86, 34.86, 36.06: the
+        // floors plus one each for the five largest remainders (the tie at .46 to class 1).
+        assert_eq!(c, [36, 37, 35, 37, 36, 36, 36, 36, 35, 36]);
+        // An exact product is not rounded up.
+        assert_eq!(test_counts(&[500, 500], 0.2), [100, 100]);
+        // Every class keeps a training row; its leftover goes to another class.
+        assert_eq!(test_counts(&[1, 9], 0.5), [0, 5]);
+        assert_eq!(test_counts(&[2, 2], 0.9), [1, 1]);
+        assert_eq!(test_counts(&[0, 3], 0.5), [0, 2]);
+        assert_eq!(test_counts(&[], 0.5), Vec::<usize>::new());
     }
 
     #[test]
