@@ -419,7 +419,7 @@ impl Rng {
 /// Row indices of a stratified train / test split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
-    /// Training rows, shuffled.
+    /// Training rows, in file order.
     pub train: Vec<usize>,
     /// Holdout rows, in file order.
     pub test: Vec<usize>,
@@ -428,7 +428,10 @@ pub struct Split {
 /// A seeded stratified split. The holdout has `ceil(test_fraction * n)` rows, as
 /// scikit-learn's `train_test_split` and `StratifiedShuffleSplit` count them (360 of
 /// digits' 1,797 rows at 0.2), shared out over the classes in proportion to their sizes
-/// ([`test_counts`]); each class's holdout rows are the first of its seeded shuffle.
+/// ([`test_counts`]); each class's holdout rows are the first of its seeded shuffle. Both
+/// lists are in file order: the trainer orders the training rows with [`training_order`],
+/// as it does the rows of a training file, so `trainer split` and then `trainer fit
+/// --test-data` fit the same model as `trainer fit` on the whole file.
 pub fn stratified_split(y: &[usize], n_classes: usize, test_fraction: f64, seed: u64) -> Split {
     let mut rng = Rng::new(seed);
     let mut by_class = vec![Vec::new(); n_classes];
@@ -444,9 +447,16 @@ pub fn stratified_split(y: &[usize], n_classes: usize, test_fraction: f64, seed:
         test.extend_from_slice(&rows[..n_test]);
         train.extend_from_slice(&rows[n_test..]);
     }
-    rng.shuffle(&mut train);
+    train.sort_unstable();
     test.sort_unstable();
     Split { train, test }
+}
+
+/// The order the trainer takes training `rows` (given in file order) in: a seeded shuffle,
+/// so that folds and row chunks mix the classes.
+pub fn training_order(mut rows: Vec<usize>, seed: u64) -> Vec<usize> {
+    Rng::new(seed).shuffle(&mut rows);
+    rows
 }
 
 /// Holdout rows per class for classes of `sizes` rows: `ceil(test_fraction * n)` in all,

@@ -171,10 +171,12 @@ pub fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
     let (mut x, y, n_train) = match &cfg.test_data {
         None => {
             let split = data::stratified_split(&y, classes.len(), cfg.test_fraction, cfg.seed);
-            let perm: Vec<usize> = split.train.iter().chain(&split.test).copied().collect();
+            let n_train = split.train.len();
+            let mut perm = data::training_order(split.train, cfg.seed);
+            perm.extend_from_slice(&split.test);
             data::permute_rows(&mut x, &perm);
             let y = perm.iter().map(|&i| y[i]).collect();
-            (x, y, split.train.len())
+            (x, y, n_train)
         }
         Some(test_uri) => {
             let t = data::load(test_uri, &cfg.label)?;
@@ -197,10 +199,7 @@ pub fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
                 })?;
                 map.push(i);
             }
-            // Shuffle the training rows (seeded) so folds and chunks mix the classes.
-            let mut rng = data::Rng::new(cfg.seed);
-            let mut perm: Vec<usize> = (0..x.nrows()).collect();
-            rng.shuffle(&mut perm);
+            let perm = data::training_order((0..x.nrows()).collect(), cfg.seed);
             data::permute_rows(&mut x, &perm);
             let n_train = x.nrows();
             let mut y: Vec<usize> = perm.iter().map(|&i| y[i]).collect();

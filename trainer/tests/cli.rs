@@ -290,18 +290,29 @@ fn split_writes_train_and_test_files() {
     };
     assert_eq!(lines("tr.csv") + lines("te.csv"), 102);
     assert_eq!(lines("te.csv"), 21);
-    // And the trainer accepts the pair.
-    ok(trainer(d).args([
-        "fit",
-        "--data",
-        "tr.csv",
-        "--test-data",
-        "te.csv",
-        "--alphas",
-        "1",
-        "--store",
-        "art",
-    ]));
+    // The pair trains the model that a fit on the whole file trains (same rows, same
+    // order, same folds), coefficient for coefficient.
+    let fit = |data_args: &[&str], store: &str| -> serde_json::Value {
+        let report = format!("{store}.json");
+        ok(trainer(d)
+            .arg("fit")
+            .args(data_args)
+            .args([
+                "--alphas", "0.1,1,10", "--folds", "3", "--name", "g", "--store", store,
+            ])
+            .args(["--report", &report]));
+        let uri = read_json(&d.join(&report))["model_uri"]
+            .as_str()
+            .expect("model_uri")
+            .to_string();
+        read_json(&d.join(uri).join("model.json"))
+    };
+    let whole = fit(&["--data", "g.csv"], "art1");
+    let pair = fit(&["--data", "tr.csv", "--test-data", "te.csv"], "art2");
+    for key in ["coefficients", "intercepts", "scaler"] {
+        assert_eq!(whole[key], pair[key], "{key}");
+    }
+    assert_eq!(whole["metrics"], pair["metrics"]);
 }
 
 /// Run `fit` on `csv` with extra args; expect failure whose stderr contains `needles`,
