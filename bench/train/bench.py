@@ -86,14 +86,33 @@ def core_probe(trainer):
     return {"alone_s": alone, "together_s": pair}
 
 
+def split_seeds(trainer, py, n):
+    """Holdout accuracy on `n` seeded stratified splits (seeds 0..n-1): `trainer fit` with
+    its defaults, the original's recipe and ours in scikit-learn, on the very same rows. One
+    split's figure moves by a few rows with the seed; the means say what a recipe is worth."""
+    pairs, ours, alphas = [], [], []
+    for seed in range(n):
+        tr, te = os.path.join(WORK, f"seed{seed}-train.csv"), os.path.join(WORK, f"seed{seed}-test.csv")
+        sh([trainer, "split", "--data", "data/digits.csv", "--seed", str(seed), "--train-out", tr, "--test-out", te])
+        r = fit(trainer, ["--data", tr, "--test-data", te, "--seed", str(seed)], f"seed{seed}")
+        pairs.append(f"{tr}:{te}")
+        ours.append(r["accuracy"])
+        alphas.append(r["alpha"])
+    sk = json.loads(sh([py, os.path.join(ROOT, "bench", "train", "splits.py"), "--alphas", GRID, "--folds", "5"] + pairs,
+                       env=dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")))
+    return {"seeds": n, "trainer": ours, "trainer_alpha": alphas, **sk}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trainer", default=os.path.join(ROOT, "target", "release", "trainer"))
-    ap.add_argument("--repeat", type=int, default=3,
+    ap.add_argument("--repeat", type=int, default=5,
                     help="timed runs of each fit per block, ours and scikit-learn's")
-    ap.add_argument("--blocks", type=int, default=5,
+    ap.add_argument("--blocks", type=int, default=9,
                     help="blocks of ours-then-scikit-learn timings; ratios are taken within a block")
     ap.add_argument("--scale-rows", default="100000,300000,1000000")
+    ap.add_argument("--split-seeds", type=int, default=30,
+                    help="seeded splits (seeds 0..N-1) the holdout accuracy is also measured on")
     a = ap.parse_args()
     trainer = os.path.abspath(a.trainer)
     os.makedirs(WORK, exist_ok=True)
@@ -142,6 +161,7 @@ def main():
     ours_on_orig = fit(trainer, ["--data", o_train, "--test-data", o_test], "digits-original-split")
     orig["rust_accuracy"], orig["rust_alpha"] = ours_on_orig["accuracy"], ours_on_orig["alpha"]
     out["original_split"] = orig
+    out["split_seeds"] = split_seeds(trainer, py, a.split_seeds)
     out["digits"] = {
         "default_fit_accuracy": default["accuracy"], "default_fit_alpha": default["alpha"],
         "blocks": a.blocks,
@@ -170,12 +190,13 @@ def main():
                 "accuracy": r["par"]["accuracy"]}
 
     out["cores_before"] = core_probe(trainer)
-    out["compare_default"] = compare([], "compare-default", 7)
+    out["compare_default"] = compare([], "compare-default", 11)
     out["cores_after"] = core_probe(trainer)
     sizes = []
-    # More rounds where a round is short: a 5 ms comparison needs more of them to get past
-    # this machine's swings (a core's speed moves by a third within a minute).
-    for rows, rounds in [(500, 15), (5000, 15), (50000, 7), (200000, 3)]:
+    # Rounds enough for each size to take a second or more: this VM's second vCPU runs at
+    # half speed for stretches of a few hundred milliseconds at a time (two pinned spin loops
+    # show it), and 15 rounds of the 500-row work (75 ms) once fell wholly into one of them.
+    for rows, rounds in [(500, 201), (5000, 61), (50000, 11), (200000, 5)]:
         path = os.path.join(WORK, f"gen-{rows}.csv")
         if not os.path.exists(path):
             sh([trainer, "generate", "--rows", str(rows), "--features", "20", "--classes", "4", "--seed", "1", "--out", path])
@@ -220,6 +241,15 @@ def print_summary(o):
         print(f"  the original's split (train_test_split, random_state=42, {r['test_rows']} test rows): "
               f"original recipe, unscaled {r['unscaled_accuracy']:.4f}; same model scaled {r['scaled_accuracy']:.4f}; "
               f"trainer fit {r['rust_accuracy']:.4f} (alpha {r['rust_alpha']})")
+    ss = o.get("split_seeds")
+    if ss:
+        line = lambda v: f"mean {statistics.mean(v):.4f} [{min(v):.4f}-{max(v):.4f}], >= 0.975 on {sum(x >= 0.975 for x in v)}"
+        print(f"  {ss['seeds']} seeded splits (seeds 0-{ss['seeds'] - 1}, the same rows for each recipe):")
+        print(f"    trainer fit defaults                  {line(ss['trainer'])}")
+        print(f"    original recipe (unscaled, C=1)       {line(ss['original_unscaled'])}")
+        print(f"    scikit-learn, our recipe (scaled, CV) {line(ss['sklearn_scaled_cv'])}")
+        wins = sum(t >= o_ for t, o_ in zip(ss["trainer"], ss["original_unscaled"]))
+        print(f"    trainer >= original recipe on {wins} of {ss['seeds']} splits")
     print(f"digits vs scikit-learn: {d['blocks']} blocks of {o['repeat']} fits each side; times are medians of all "
           f"fits, ratios the median of the blocks' ratios [lowest-highest block]")
     span = lambda v: f"[{min(v):.1f}-{max(v):.1f}]"
