@@ -404,7 +404,13 @@ pub fn split(a: &SplitArgs) -> Result<(), TrainError> {
     }
     let d = data::load(&a.data.data, &a.data.label)?;
     data::check_classes(&d, &a.data.label)?;
-    let s = data::stratified_split(&d.y, d.classes.len(), a.data.test_fraction, a.data.seed);
+    let s = train::holdout_split(
+        &a.data.data,
+        &d.y,
+        d.classes.len(),
+        a.data.test_fraction,
+        a.data.seed,
+    )?;
     for (path, rows) in [(&a.train_out, &s.train), (&a.test_out, &s.test)] {
         write_with(path, |w| {
             use std::io::Write as _;

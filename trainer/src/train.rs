@@ -170,7 +170,7 @@ pub fn prepare(cfg: &TrainConfig) -> Result<Prepared, TrainError> {
     } = d;
     let (mut x, y, n_train) = match &cfg.test_data {
         None => {
-            let split = data::stratified_split(&y, classes.len(), cfg.test_fraction, cfg.seed);
+            let split = holdout_split(&cfg.data, &y, classes.len(), cfg.test_fraction, cfg.seed)?;
             let n_train = split.train.len();
             let mut perm = data::training_order(split.train, cfg.seed);
             perm.extend_from_slice(&split.test);
@@ -348,6 +348,31 @@ pub fn train(
         Mode::Seq => train_in(p, cfg, Mode::Seq, 1, progress),
         Mode::Par => pool(threads)?.install(|| train_in(p, cfg, Mode::Par, threads, progress)),
     }
+}
+
+/// The seeded stratified split of `file`'s rows ([`data::stratified_split`]); an error when it
+/// leaves no holdout row (every class keeps one training row, so a class of one row gives none),
+/// since an empty holdout would report an accuracy of nothing.
+pub fn holdout_split(
+    file: &str,
+    y: &[usize],
+    n_classes: usize,
+    test_fraction: f64,
+    seed: u64,
+) -> Result<data::Split, TrainError> {
+    let split = data::stratified_split(y, n_classes, test_fraction, seed);
+    if split.test.is_empty() {
+        return Err(TrainError::data(
+            file,
+            format!(
+                "no rows left to hold out: {} rows at --test-fraction {test_fraction}, and every \
+                 class keeps at least one training row; give more rows, a larger \
+                 --test-fraction or a --test-data file",
+                y.len()
+            ),
+        ));
+    }
+    Ok(split)
 }
 
 /// The process's rayon pool of `threads` threads, built on first use and kept.

@@ -442,6 +442,16 @@ fn values_too_large_to_standardise() {
 }
 
 #[test]
+fn no_rows_left_to_hold_out() {
+    // Two classes of one row each: both rows must train, so nothing is left for the holdout.
+    fails(
+        Some("a,b,label\n1,2,x\n2,1,y\n"),
+        &["--alphas", "1"],
+        &["in.csv", "no rows left to hold out", "--test-data"],
+    );
+}
+
+#[test]
 fn more_folds_than_rows_of_a_class() {
     fails(
         Some(GOOD),
