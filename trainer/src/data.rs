@@ -477,10 +477,16 @@ pub fn test_counts(sizes: &[usize], test_fraction: f64) -> Vec<usize> {
     let total = ((test_fraction * n as f64 - 1e-9).ceil().max(0.0) as usize)
         .min(n.saturating_sub(sizes.iter().filter(|&&s| s > 0).count()));
     let cap = |s: usize| s.saturating_sub(1);
-    // Exact shares in integers: class c's share is total * size / n = floor + rem / n.
-    let mut counts: Vec<usize> = sizes.iter().map(|&s| (total * s / n).min(cap(s))).collect();
+    // Exact shares in integers (u128: total x size cannot overflow): class c's share is
+    // total x size / n = floor + remainder / n.
+    let share = |s: usize| {
+        let p = total as u128 * s as u128;
+        let n = n as u128;
+        (usize::try_from(p / n).unwrap_or(usize::MAX), p % n)
+    };
+    let mut counts: Vec<usize> = sizes.iter().map(|&s| share(s).0.min(cap(s))).collect();
     let mut order: Vec<usize> = (0..sizes.len()).collect();
-    order.sort_by_key(|&c| (std::cmp::Reverse(total * sizes[c] % n), c));
+    order.sort_by_key(|&c| (std::cmp::Reverse(share(sizes[c]).1), c));
     let mut left = total - counts.iter().sum::<usize>();
     while left > 0 {
         let before = left;
