@@ -90,6 +90,8 @@ def split_seeds(trainer, py, n):
     """Holdout accuracy on `n` seeded stratified splits (seeds 0..n-1): `trainer fit` with
     its defaults, the original's recipe and ours in scikit-learn, on the very same rows. One
     split's figure moves by a few rows with the seed; the means say what a recipe is worth."""
+    if n < 1:
+        return None
     pairs, ours, alphas = [], [], []
     for seed in range(n):
         tr, te = os.path.join(WORK, f"seed{seed}-train.csv"), os.path.join(WORK, f"seed{seed}-test.csv")
