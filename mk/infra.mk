@@ -1,4 +1,4 @@
-# Containers, the local compose stack and the AWS template (issue 5). See notes/infra.md.
+# Containers, the local compose stack and the AWS template (issue 5). See docs/deploy.md.
 #
 # Images are FROM scratch around static binaries built here, in a target directory of their
 # own (target/static) so the release build never waits on the shared debug build's lock.
@@ -20,7 +20,7 @@ TEST_EXTRA += test-infra-lint test-compose
 .PHONY: image up down static-binaries static-s3s-fs tool-cfn-lint tool-shellcheck \
 	test-infra test-infra-lint test-compose
 
-image: static-binaries static-s3s-fs ## build static binaries and the scratch images (predict, trainer, s3s-fs)
+image: static-binaries static-s3s-fs ## infra: build static binaries and the scratch images (predict, trainer, s3s-fs)
 	infra/images.sh predict trainer s3s-fs
 
 # With --target, RUSTFLAGS reaches only the target's code, not build scripts or proc macros.
@@ -41,10 +41,10 @@ static-s3s-fs:
 			--root $(INFRA_S3S_FS_ROOT) --target $(INFRA_TARGET); \
 	fi
 
-up: image ## start the local stack (s3s-fs, one-shot train, predict on 127.0.0.1:8000)
+up: image ## infra: start the local stack (s3s-fs, one-shot train, predict on 127.0.0.1:8000)
 	infra/stack.sh up
 
-down: ## stop the local stack and remove its containers, network and volume
+down: ## infra: stop the local stack and remove its containers, network and volume
 	infra/stack.sh down
 
 tool-cfn-lint:
@@ -61,14 +61,14 @@ tool-shellcheck:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq shellcheck; \
 	fi
 
-test-infra: test-infra-lint test-compose ## every infra test: lints, then the compose stack end to end
+test-infra: test-infra-lint test-compose ## test: every infra test: lints, then the compose stack end to end
 
-test-infra-lint: ## cfn-lint the template, shellcheck every script, test the probe
+test-infra-lint: ## test: cfn-lint the template, shellcheck every script, test the probe
 	CFN_LINT="$(CFN_LINT)" infra/tests/lint.sh
 	$(CARGO) fmt --manifest-path infra/probe/Cargo.toml -- --check
 	CARGO_TARGET_DIR=target/infra/probe-dev $(CARGO) clippy --locked --all-targets \
 		--manifest-path infra/probe/Cargo.toml -- -D warnings
 	CARGO_TARGET_DIR=target/infra/probe-dev $(CARGO) test --locked --manifest-path infra/probe/Cargo.toml
 
-test-compose: image ## the compose stack end to end under a project name of its own
+test-compose: image ## test: the compose stack end to end under a project name of its own
 	infra/tests/compose.sh

@@ -1,4 +1,4 @@
-# API docs and the serving protocols of the predict function (issue 6); see notes/protocols.md.
+# API docs and the serving protocols of the predict function (issue 6); see docs/serving.md.
 #
 # The in-process tests (functions/predict/tests/{openapi,protocols}.rs) run with `cargo test`.
 # These run the real binary against clients nobody here wrote, installed from PyPI into a
@@ -29,11 +29,11 @@ $(CLIENTS_VENV)/.installed: $(CLIENTS_REQS)
 	$(CLIENTS_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CLIENTS_REQS)
 	touch $@
 
-test-protocols: tool-chromium tool-clients ## the predict binary against tritonclient, pandas, MLflow, prometheus_client and chromium
+test-protocols: tool-chromium tool-clients ## test: the predict binary against tritonclient, pandas, MLflow, prometheus_client and chromium
 	functions/predict/tests/clients/run.sh clients browser
 
-test-clients: tool-clients ## only the third-party clients
+test-clients: tool-clients ## test: only the third-party clients
 	functions/predict/tests/clients/run.sh clients
 
-test-browser: tool-chromium tool-clients ## only the /docs page in headless chromium (screenshot in target/test-artifacts/)
+test-browser: tool-chromium tool-clients ## test: only the /docs page in headless chromium (screenshot in target/test-artifacts/)
 	functions/predict/tests/clients/run.sh browser

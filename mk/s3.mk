@@ -14,5 +14,5 @@ tool-s3s-fs:
 		$(CARGO) install --locked s3s-fs --version $(S3S_FS_VERSION) --features binary; \
 	fi
 
-bench-s3: tool-s3s-fs ## predict cold start from local S3 (median of 10) and round trips per object on publish
+bench-s3: tool-s3s-fs ## bench: predict cold start from local S3 (median of 10) and round trips per object on publish
 	bash bench/s3/run.sh

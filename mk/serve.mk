@@ -9,27 +9,27 @@ LAMBDA_ZIP_LIMIT ?= 5000000
 
 .PHONY: serve watch invoke build-lambda bench-serve test-lambda tool-cargo-lambda tool-wrk
 
-serve: ## serve the model at MODEL_URI (default artifacts/digits) on HOST:PORT (0.0.0.0:8000)
+serve: ## serve: serve the model at MODEL_URI (default artifacts/digits) on HOST:PORT (0.0.0.0:8000)
 	MODEL_URI=$(MODEL_URI) $(CARGO) run --release -p predict --bin predict
 
-watch: tool-cargo-lambda ## run the function under `cargo lambda watch` (Lambda emulator, port LAMBDA_PORT)
+watch: tool-cargo-lambda ## lambda: run the function under `cargo lambda watch` (Lambda emulator, port LAMBDA_PORT)
 	$(CARGO) lambda watch --package predict --bin predict --invoke-port $(LAMBDA_PORT) \
 		--env-var MODEL_URI=$(if $(findstring ://,$(MODEL_URI)),$(MODEL_URI),$(abspath $(MODEL_URI)))
 
-invoke: tool-cargo-lambda ## invoke the watched function with infra/events/$(EVENT).json
+invoke: tool-cargo-lambda ## lambda: invoke the watched function with infra/events/$(EVENT).json
 	$(CARGO) lambda invoke predict --invoke-port $(LAMBDA_PORT) --data-file infra/events/$(EVENT).json
 
-build-lambda: tool-cargo-lambda ## cargo lambda build --release: the zip in target/lambda/predict/, at most 5 MB
+build-lambda: tool-cargo-lambda ## lambda: cargo lambda build --release: the zip in target/lambda/predict/, at most 5 MB
 	$(CARGO) lambda build --release --package predict --bin predict --output-format zip
 	@zip="$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/lambda/predict/bootstrap.zip"; \
 	size=$$(stat -c %s "$$zip"); \
 	echo "build-lambda: $$zip: $$size bytes (limit $(LAMBDA_ZIP_LIMIT))"; \
 	[ "$$size" -le $(LAMBDA_ZIP_LIMIT) ] || { echo "build-lambda: the zip is over the limit; see [profile.release.package.*] in Cargo.toml" >&2; exit 1; }
 
-bench-serve: tool-wrk ## predict vs the Python original vs bare axum (wrk -t2 -c32), cold start, RSS
+bench-serve: tool-wrk ## bench: predict vs the Python original vs bare axum (wrk -t2 -c32), cold start, RSS
 	bench/serve/run.sh
 
-test-lambda: tool-cargo-lambda ## every event fixture and the function URL through cargo lambda watch
+test-lambda: tool-cargo-lambda ## test: every event fixture and the function URL through cargo lambda watch
 	functions/predict/tests/lambda.sh
 
 tool-cargo-lambda:
