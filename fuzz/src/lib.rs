@@ -1,37 +1,85 @@
 //! What the fuzz targets share: an allocation budget per input, a small valid model, and an
 //! in-memory object store.
 //!
-//! The budget: every Rust allocation goes through [`cap::Cap`], and while one input is being
+//! The budget: every Rust allocation goes through [`Budget`], and while one input is being
 //! handled ([`within_budget`]) the bytes allocated may grow by at most
 //! `BUDGET_BASE + BUDGET_PER_BYTE * input length` (1 MiB + 64 x the input; about 65 MiB for
-//! a 1 MiB body). An allocation past it fails, and Rust aborts with "memory allocation of N
-//! bytes failed": libFuzzer records that input as a crash. This works on stable Rust without
-//! a sanitizer, where libFuzzer's own `-malloc_limit_mb` cannot see allocations.
+//! a 1 MiB body). The allocation that would pass it prints its size and a backtrace and
+//! aborts: libFuzzer records that input as a crash. This works on stable Rust without a
+//! sanitizer, where libFuzzer's own `-malloc_limit_mb` cannot see allocations.
 
-use std::alloc::System;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::backtrace::Backtrace;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use cap::Cap;
 use model::store::ObjectStore;
 use model::{Artifact, FORMAT_VERSION, Model, Scaler};
-
-#[global_allocator]
-static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
 /// Bytes one input may allocate whatever its size.
 pub const BUDGET_BASE: usize = 1 << 20;
 /// Bytes one input may allocate per byte of input.
 pub const BUDGET_PER_BYTE: usize = 64;
 
+/// The system allocator, counting live bytes and refusing to pass [`LIMIT`].
+pub struct Budget;
+
+#[global_allocator]
+static ALLOCATOR: Budget = Budget;
+/// Bytes allocated and not yet freed.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// The most [`LIVE`] may reach; `usize::MAX` outside [`within_budget`].
+static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+impl Budget {
+    /// Count `size` more bytes; past the limit, report where and abort.
+    fn grow(size: usize) {
+        let live = LIVE.fetch_add(size, Relaxed).saturating_add(size);
+        let limit = LIMIT.load(Relaxed);
+        if live > limit {
+            // Lifted first: printing the backtrace allocates.
+            LIMIT.store(usize::MAX, Relaxed);
+            eprintln!(
+                "==fuzz== allocation of {size} bytes takes this input to {live} live bytes, over its budget (limit {limit})\n{}",
+                Backtrace::force_capture()
+            );
+            std::process::abort();
+        }
+    }
+}
+
+// SAFETY: every call is passed to `System` unchanged; only the counting is added.
+unsafe impl GlobalAlloc for Budget {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::grow(layout.size());
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        Self::grow(layout.size());
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        Self::grow(new_size);
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
 /// Run `f` with the live heap allowed to grow by at most the budget of an input of
 /// `input_len` bytes over what it is now; the limit is lifted again afterwards.
 pub fn within_budget<R>(input_len: usize, f: impl FnOnce() -> R) -> R {
     let budget = BUDGET_BASE.saturating_add(BUDGET_PER_BYTE.saturating_mul(input_len));
-    let limit = ALLOCATOR.allocated().saturating_add(budget);
-    // Cannot fail: the limit is above what is allocated now.
-    let _ = ALLOCATOR.set_limit(limit);
+    LIMIT.store(LIVE.load(Relaxed).saturating_add(budget), Relaxed);
     let r = f();
-    let _ = ALLOCATOR.set_limit(usize::MAX);
+    LIMIT.store(usize::MAX, Relaxed);
     r
 }
 
