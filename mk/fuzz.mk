@@ -6,5 +6,5 @@ FUZZ_SECONDS ?= 60
 
 .PHONY: fuzz
 
-fuzz: ## fuzz each target for FUZZ_SECONDS (default 60) and print executions and crashes
+fuzz: ## test: fuzz each target for FUZZ_SECONDS (default 60) and print executions and crashes
 	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
