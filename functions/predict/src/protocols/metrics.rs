@@ -23,7 +23,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// Every route template of the router, as `MatchedPath` spells it. A path that matched
 /// no route (the 404 fallback) is counted as `unmatched`, so a scan of random URLs cannot

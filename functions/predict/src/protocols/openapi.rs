@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use super::{docs, mlflow, v2};
-use crate::AppState;
+use super::{docs, mlflow, native, v2};
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,9 +32,9 @@ use crate::AppState;
             value is refused with a message naming the row and the feature.",
     ),
     paths(
-        crate::predict,
-        crate::health,
-        crate::metadata,
+        native::predict,
+        native::health,
+        native::metadata,
         v2::server_metadata,
         v2::live,
         v2::ready,

@@ -14,13 +14,16 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::de::{self, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::{Predicted, is_json, json_error, media_type};
-use crate::read_limited;
-use crate::{AppError, AppState};
+use super::metrics::Predicted;
+use crate::body::{is_json, json_error, media_type, read_limited};
+use crate::error::AppError;
+use crate::state::AppState;
 
 /// The name of the one input in the model metadata (any name is accepted).
 const INPUT_NAME: &str = "input";
@@ -309,7 +312,7 @@ pub(crate) async fn model_ready_version(
 
 /// One input tensor of an inference request.
 #[derive(Debug, Deserialize, ToSchema)]
-pub(crate) struct RequestInput {
+pub(crate) struct RequestInput<'a> {
     /// Any name.
     name: String,
     /// `[N, F]`: N rows of the model's F features.
@@ -321,11 +324,21 @@ pub(crate) struct RequestInput {
     /// `binary_data_size` when the data follows the JSON part in binary.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    parameters: Option<serde_json::Map<String, Value>>,
-    /// Row-major values, flat or nested; absent with the binary extension.
-    #[serde(default)]
+    parameters: Option<InputParameters>,
+    /// Row-major values, flat or nested as the shape; absent with the binary extension.
+    /// Kept as the raw JSON text until the shape and datatype are known, then read once
+    /// straight into the feature buffer.
+    #[serde(default, borrow)]
     #[schema(value_type = Option<Vec<f64>>)]
-    data: Option<Value>,
+    data: Option<&'a RawValue>,
+}
+
+/// The parameters of an input: only `binary_data_size` is read; others are skipped
+/// without being kept.
+#[derive(Debug, Deserialize)]
+pub(crate) struct InputParameters {
+    #[serde(default)]
+    binary_data_size: Option<Value>,
 }
 
 /// An output asked for by name.
@@ -337,12 +350,12 @@ pub(crate) struct RequestOutput {
     #[serde(default)]
     #[allow(dead_code)]
     #[schema(value_type = Option<Object>)]
-    parameters: Option<serde_json::Map<String, Value>>,
+    parameters: Option<IgnoredAny>,
 }
 
 /// `POST /v2/models/{name}/infer` body.
 #[derive(Debug, Deserialize, ToSchema)]
-pub(crate) struct InferRequest {
+pub(crate) struct InferRequest<'a> {
     /// Echoed in the answer.
     #[serde(default)]
     id: Option<String>,
@@ -350,9 +363,10 @@ pub(crate) struct InferRequest {
     #[serde(default)]
     #[allow(dead_code)]
     #[schema(value_type = Option<Object>)]
-    parameters: Option<serde_json::Map<String, Value>>,
+    parameters: Option<IgnoredAny>,
     /// Exactly one tensor of shape `[N, F]`.
-    inputs: Vec<RequestInput>,
+    #[serde(borrow)]
+    inputs: Vec<RequestInput<'a>>,
     /// Outputs to answer (default: both).
     #[serde(default)]
     outputs: Option<Vec<RequestOutput>>,
@@ -540,18 +554,29 @@ impl Datatype {
         })
     }
 
-    /// A JSON element as a feature value, if it is one of this type: any number for the
-    /// float types, an integer in range for the others.
+    /// A JSON integer as a feature value of this type: any integer for the float types
+    /// (FP32 only within its range), an integer in range for the others.
     #[allow(clippy::cast_precision_loss)]
-    fn read_json(self, v: &Value) -> Option<f64> {
-        let Some((lo, hi)) = self.int_range() else {
-            return v.as_f64();
-        };
-        let x = v
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| v.as_u64().map(i128::from))?;
-        (lo..=hi).contains(&x).then_some(x as f64)
+    fn read_int(self, x: i128) -> Option<f64> {
+        match self.int_range() {
+            Some((lo, hi)) => (lo..=hi).contains(&x).then_some(x as f64),
+            None => self.read_float(x as f64),
+        }
+    }
+
+    /// A JSON number with a fraction or exponent: a value of the float types only; an
+    /// FP32 value must be representable as one (finite once rounded to `f32`), and is
+    /// the rounded value.
+    #[allow(clippy::cast_possible_truncation)]
+    fn read_float(self, x: f64) -> Option<f64> {
+        match self {
+            Self::F64 => Some(x),
+            Self::F32 => {
+                let y = x as f32;
+                (y.is_finite() || !x.is_finite()).then_some(f64::from(y))
+            }
+            _ => None,
+        }
     }
 
     /// One little-endian element of the binary extension.
@@ -572,31 +597,286 @@ impl Datatype {
     }
 }
 
-/// Flatten JSON tensor data (flat or nested) in row-major order.
-fn flatten(v: &Value, dt: Datatype, out: &mut Vec<f64>, input: &str) -> Result<(), V2Error> {
-    match v {
-        Value::Array(items) => {
-            for item in items {
-                flatten(item, dt, out, input)?;
-            }
-            Ok(())
-        }
-        other => match dt.read_json(other) {
-            Some(x) => {
-                out.push(x);
-                Ok(())
-            }
-            None => Err(V2Error::bad(format!(
-                "input {input:?}: element {} ({other}) is not a {dt:?} value",
-                out.len()
-            ))),
-        },
+/// How `data` lays out the values of an `[N, F]` tensor: flat (N x F numbers) or nested
+/// exactly as the shape (N lists of F numbers). One layout per tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Layout {
+    Flat,
+    Nested,
+}
+
+/// Reads a tensor's JSON `data` straight into `out` (whose capacity is N x F), checking
+/// every element's type and the layout against the shape as it goes: nothing past N x F
+/// values is ever stored, and no intermediate JSON tree is built.
+struct TensorReader<'o> {
+    dt: Datatype,
+    n: usize,
+    f: usize,
+    out: &'o mut Vec<f64>,
+}
+
+impl<'de> DeserializeSeed<'de> for TensorReader<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
     }
+}
+
+impl<'de> Visitor<'de> for TensorReader<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a list of {} values, flat or nested as the shape",
+            self.n * self.f
+        )
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let expected = self.n * self.f;
+        let mut layout = None;
+        let mut rows = 0usize;
+        loop {
+            let start = self.out.len();
+            let element = Element {
+                dt: self.dt,
+                f: self.f,
+                room: expected,
+                out: &mut *self.out,
+            };
+            let kind = match seq.next_element_seed(element) {
+                Ok(Some(kind)) => kind,
+                Ok(None) => break,
+                Err(e) => return Err(out_of_range(e, start)),
+            };
+            match layout {
+                None => layout = Some(kind),
+                Some(l) if l != kind => {
+                    return Err(de::Error::custom(format!(
+                        "element {start} breaks the layout: give N x F numbers, or N lists of F numbers, not a mix"
+                    )));
+                }
+                Some(_) => {}
+            }
+            if kind == Layout::Nested {
+                rows += 1;
+            }
+        }
+        let got = self.out.len();
+        if got != expected || (layout == Some(Layout::Nested) && rows != self.n) {
+            return Err(de::Error::custom(format!(
+                "the shape needs {expected} values, got {got}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One element of `data`: a number (flat layout) or a row of F numbers (nested layout).
+struct Element<'o> {
+    dt: Datatype,
+    f: usize,
+    /// The most values `out` may hold.
+    room: usize,
+    out: &'o mut Vec<f64>,
+}
+
+impl Element<'_> {
+    fn push<E: de::Error>(
+        &mut self,
+        x: Option<f64>,
+        shown: &dyn std::fmt::Display,
+    ) -> Result<(), E> {
+        let index = self.out.len();
+        let x = x.ok_or_else(|| {
+            E::custom(format!(
+                "element {index} ({shown}) is not a {:?} value",
+                self.dt
+            ))
+        })?;
+        if index >= self.room {
+            return Err(E::custom(format!(
+                "the shape needs {} values, got more",
+                self.room
+            )));
+        }
+        self.out.push(x);
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Element<'_> {
+    type Value = Layout;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Layout, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Element<'_> {
+    type Value = Layout;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a {:?} value or a list of {} of them", self.dt, self.f)
+    }
+
+    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<Layout, E> {
+        self.push(self.dt.read_int(v.into()), &v)?;
+        Ok(Layout::Flat)
+    }
+
+    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<Layout, E> {
+        self.push(self.dt.read_int(v.into()), &v)?;
+        Ok(Layout::Flat)
+    }
+
+    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<Layout, E> {
+        self.push(self.dt.read_float(v), &v)?;
+        Ok(Layout::Flat)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Layout, A::Error> {
+        let (dt, f) = (self.dt, self.f);
+        let row_start = self.out.len();
+        let cell = Element {
+            dt,
+            f,
+            room: self.room,
+            out: self.out,
+        };
+        loop {
+            let index = cell.out.len();
+            let scalar = Scalar(Element {
+                dt,
+                f,
+                room: cell.room,
+                out: &mut *cell.out,
+            });
+            match seq.next_element_seed(scalar) {
+                Ok(Some(())) => {}
+                Ok(None) => break,
+                Err(e) => return Err(out_of_range(e, index)),
+            }
+            if cell.out.len() - row_start > f {
+                return Err(de::Error::custom(format!(
+                    "a row has more than {f} values (element {index})"
+                )));
+            }
+        }
+        let got = cell.out.len() - row_start;
+        if got != f {
+            return Err(de::Error::custom(format!(
+                "a row has {got} values; the shape says {f}"
+            )));
+        }
+        Ok(Layout::Nested)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Layout, E> {
+        Err(E::custom(format!(
+            "element {} ({v:?}) is not a {:?} value",
+            self.out.len(),
+            self.dt
+        )))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Layout, E> {
+        Err(E::custom(format!(
+            "element {} ({v}) is not a {:?} value",
+            self.out.len(),
+            self.dt
+        )))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Layout, E> {
+        Err(E::custom(format!(
+            "element {} (null) is not a {:?} value",
+            self.out.len(),
+            self.dt
+        )))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Layout, A::Error> {
+        Err(de::Error::custom(format!(
+            "element {} (an object) is not a {:?} value",
+            self.out.len(),
+            self.dt
+        )))
+    }
+}
+
+/// A number inside a row: a list here is nesting deeper than the shape.
+struct Scalar<'o>(Element<'o>);
+
+impl<'de> DeserializeSeed<'de> for Scalar<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let index = self.0.out.len();
+        match d.deserialize_any(self.0)? {
+            Layout::Flat => Ok(()),
+            Layout::Nested => Err(de::Error::custom(format!(
+                "element {index} is a list: the data nests deeper than the shape [N, F]"
+            ))),
+        }
+    }
+}
+
+/// serde_json's "number out of range" (a number beyond `f64`, as `1e999`), said as the
+/// element it was.
+fn out_of_range<E: de::Error>(e: E, index: usize) -> E {
+    let msg = e.to_string();
+    if msg.starts_with("number out of range") {
+        E::custom(format!("element {index} {NON_FINITE}"))
+    } else {
+        e
+    }
+}
+
+/// Our phrase for a number too large to be finite; `read_data` turns it into a 422.
+const NON_FINITE: &str = "is not a finite number";
+
+/// Read `raw` (a tensor's JSON `data`) as an `[n, f]` tensor of `dt`.
+fn read_data(
+    raw: &RawValue,
+    dt: Datatype,
+    n: usize,
+    f: usize,
+    name: &str,
+) -> Result<Vec<f64>, V2Error> {
+    let expected = n * f;
+    // Each number takes at least one byte and a separator: a shape the text cannot fill
+    // is refused before its buffer is allocated.
+    let text = raw.get();
+    if expected > text.len() / 2 + 1 {
+        return Err(V2Error::bad(format!(
+            "input {name:?}: the shape needs {expected} values, but `data` is {} bytes",
+            text.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(expected);
+    let mut de = serde_json::Deserializer::from_str(text);
+    TensorReader {
+        dt,
+        n,
+        f,
+        out: &mut out,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+        if msg.contains(NON_FINITE) {
+            V2Error::from(AppError::NonFinite(format!("input {name:?}: {msg}")))
+        } else {
+            V2Error::bad(format!("input {name:?}: {msg}"))
+        }
+    })?;
+    Ok(out)
 }
 
 fn run(
     state: &AppState,
-    request: InferRequest,
+    request: InferRequest<'_>,
     binary: &[u8],
 ) -> Result<(InferResponse, Predicted), V2Error> {
     let model = state.model();
@@ -615,10 +895,7 @@ fn run(
         ))
     })?;
     let (n, f) = match input.shape[..] {
-        [n, f] => (
-            usize::try_from(n).unwrap_or(usize::MAX),
-            usize::try_from(f).unwrap_or(usize::MAX),
-        ),
+        [n, f] => (n, f),
         _ => {
             return Err(V2Error::bad(format!(
                 "input {name:?}: shape {:?} is not [N, F]",
@@ -626,7 +903,30 @@ fn run(
             )));
         }
     };
-    let expected = n.checked_mul(f).ok_or_else(|| {
+    // The declared shape is checked against the model and the limits before anything is
+    // allocated for it.
+    let features = model.n_features();
+    if usize::try_from(f).ok() != Some(features) {
+        return Err(V2Error::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "input {name:?}: shape {:?}: expected {features} features, got {f}",
+                input.shape
+            ),
+        ));
+    }
+    let max_rows = state.max_batch_rows();
+    let n = match usize::try_from(n) {
+        Ok(n) if n <= max_rows => n,
+        _ => {
+            return Err(AppError::TooManyRows {
+                rows: n,
+                limit: max_rows,
+            }
+            .into());
+        }
+    };
+    let expected = n.checked_mul(features).ok_or_else(|| {
         V2Error::bad(format!(
             "input {name:?}: shape {:?} is too large",
             input.shape
@@ -635,7 +935,7 @@ fn run(
     let binary_size = input
         .parameters
         .as_ref()
-        .and_then(|p| p.get("binary_data_size"))
+        .and_then(|p| p.binary_data_size.as_ref())
         .map(|v| {
             v.as_u64()
                 .and_then(|s| usize::try_from(s).ok())
@@ -644,26 +944,21 @@ fn run(
                 })
         })
         .transpose()?;
-    let values = match (binary_size, &input.data) {
+    let values = match (binary_size, input.data) {
         (Some(size), None) => {
-            if size != binary.len() || size != expected.saturating_mul(dt.size()) {
+            let needed = expected.checked_mul(dt.size()).unwrap_or(usize::MAX);
+            if size != binary.len() || size != needed {
                 return Err(V2Error::bad(format!(
-                    "input {name:?}: binary_data_size {size}, {} bytes follow the JSON, and shape {:?} of {dt:?} needs {}",
+                    "input {name:?}: binary_data_size {size}, {} bytes follow the JSON, and shape {:?} of {dt:?} needs {needed}",
                     binary.len(),
                     input.shape,
-                    expected.saturating_mul(dt.size())
                 )));
             }
-            binary
-                .chunks_exact(dt.size())
-                .filter_map(|b| dt.read_le(b))
-                .collect::<Vec<f64>>()
+            let mut values = Vec::with_capacity(expected);
+            values.extend(binary.chunks_exact(dt.size()).filter_map(|b| dt.read_le(b)));
+            values
         }
-        (None, Some(data)) => {
-            let mut out = Vec::with_capacity(expected.min(1 << 20));
-            flatten(data, dt, &mut out, name)?;
-            out
-        }
+        (None, Some(data)) => read_data(data, dt, n, features, name)?,
         (Some(_), Some(_)) => {
             return Err(V2Error::bad(format!(
                 "input {name:?}: give `data` or binary_data_size, not both"
@@ -678,12 +973,7 @@ fn run(
             values.len()
         )));
     }
-    // The model checks F against its own feature count and names the first bad row.
-    let rows: Vec<&[f64]> = if f == 0 {
-        vec![&[][..]; n]
-    } else {
-        values.chunks_exact(f).collect()
-    };
+    let rows: Vec<&[f64]> = values.chunks_exact(features.max(1)).collect();
     let preds = model.predict_batch(&rows).map_err(AppError::from)?;
 
     let (mut want_label, mut want_proba) = (true, true);
@@ -739,11 +1029,11 @@ fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::Datatype;
-    use serde_json::json;
+    use super::{Datatype, read_data};
+    use serde_json::value::RawValue;
 
     #[test]
-    fn json_integers_are_accepted_exactly_within_their_type() {
+    fn integers_are_accepted_exactly_within_their_type() {
         for (name, lo, hi) in [
             ("INT8", -128_i128, 127_i128),
             ("INT16", -32_768, 32_767),
@@ -755,30 +1045,61 @@ mod tests {
             ("UINT64", 0, u64::MAX.into()),
         ] {
             let dt = Datatype::parse(name).expect(name);
-            let value = |x: i128| {
-                i64::try_from(x)
-                    .map(|x| json!(x))
-                    .or_else(|_| u64::try_from(x).map(|x| json!(x)))
-                    .ok()
-            };
             for x in [lo, hi] {
-                assert!(
-                    dt.read_json(&value(x).expect("fits")).is_some(),
-                    "{name} {x}"
-                );
+                assert!(dt.read_int(x).is_some(), "{name} {x}");
             }
             for x in [lo - 1, hi + 1] {
-                if let Some(v) = value(x) {
-                    assert_eq!(dt.read_json(&v), None, "{name} {x}");
-                }
+                assert_eq!(dt.read_int(x), None, "{name} {x}");
             }
-            assert_eq!(dt.read_json(&json!(1.5)), None, "{name} 1.5");
+            assert_eq!(dt.read_float(1.5), None, "{name} 1.5");
         }
-        for name in ["FP32", "FP64"] {
-            let dt = Datatype::parse(name).expect(name);
-            assert_eq!(dt.read_json(&json!(1.5)), Some(1.5));
-            assert_eq!(dt.read_json(&json!(-3)), Some(-3.0));
-            assert_eq!(dt.read_json(&json!("1")), None);
+        let fp64 = Datatype::parse("FP64").expect("FP64");
+        assert_eq!(fp64.read_float(1.5), Some(1.5));
+        assert_eq!(fp64.read_float(1e300), Some(1e300));
+        assert_eq!(fp64.read_int(-3), Some(-3.0));
+    }
+
+    #[test]
+    fn fp32_values_must_be_representable() {
+        let fp32 = Datatype::parse("FP32").expect("FP32");
+        assert_eq!(fp32.read_float(1.5), Some(1.5));
+        assert_eq!(fp32.read_float(0.1), Some(f64::from(0.1_f32)));
+        assert_eq!(fp32.read_float(3.4e38), Some(f64::from(3.4e38_f32)));
+        assert_eq!(fp32.read_float(1e39), None);
+        assert_eq!(fp32.read_float(-1e300), None);
+        assert_eq!(
+            fp32.read_int(i128::from(u64::MAX)),
+            Some(f64::from(u64::MAX as f32))
+        );
+    }
+
+    fn read(data: &str, n: usize, f: usize) -> Result<Vec<f64>, String> {
+        let raw: &RawValue = serde_json::from_str(data).map_err(|e| e.to_string())?;
+        let dt = Datatype::parse("FP64").ok_or("FP64")?;
+        read_data(raw, dt, n, f, "x").map_err(|e| e.error)
+    }
+
+    #[test]
+    fn data_must_match_the_shape_flat_or_nested() {
+        assert_eq!(read("[1, 2, 3, 4]", 2, 2), Ok(vec![1.0, 2.0, 3.0, 4.0]));
+        assert_eq!(read("[[1, 2], [3, 4]]", 2, 2), Ok(vec![1.0, 2.0, 3.0, 4.0]));
+        assert_eq!(read("[]", 0, 2), Ok(vec![]));
+        for (bad, needle) in [
+            ("[[1, 2, 3], [4]]", "more than 2 values"),
+            ("[[1], [2, 3, 4]]", "a row has 1 values"),
+            ("[[1, 2], 3, 4]", "breaks the layout"),
+            ("[1, 2, [3, 4]]", "breaks the layout"),
+            ("[[[1, 2]], [[3, 4]]]", "nests deeper"),
+            ("[1, 2, 3]", "needs 4 values, got 3"),
+            ("[1, 2, 3, 4, 5]", "needs 4 values, got more"),
+            ("[[1, 2], [3, 4], [5, 6]]", "needs 4 values, got more"),
+            ("[1, 2, \"3\", 4]", "element 2 (\"3\") is not a F64 value"),
+            ("[1, 2, null, 4]", "element 2 (null)"),
+            ("[1, 2, 3, 1e999]", "element 3 is not a finite number"),
+            ("[1]", "the shape needs 4 values, but `data` is 3 bytes"),
+        ] {
+            let e = read(bad, 2, 2).expect_err(bad);
+            assert!(e.contains(needle), "{bad}: {e:?} lacks {needle:?}");
         }
     }
 }

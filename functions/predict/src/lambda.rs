@@ -1,0 +1,50 @@
+//! Running the router under the Lambda runtime (`lambda_http`), behind every front door
+//! Lambda has: API Gateway REST and HTTP APIs, ALB and function URLs.
+
+use axum::http::Uri;
+
+use crate::app;
+use crate::state::AppState;
+
+/// Run `app(state)` under the Lambda runtime (API Gateway REST and HTTP APIs, ALB,
+/// function URLs). A REST API stage prefix (`/prod/predict`) is removed from the path, so
+/// the routes are the same behind every front door.
+pub async fn run_lambda(state: AppState) -> Result<(), lambda_http::Error> {
+    let svc = tower::ServiceBuilder::new()
+        .map_request(strip_stage)
+        .service(app(state));
+    lambda_http::run(svc).await
+}
+
+fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else {
+        return req;
+    };
+    let path = req.uri().path();
+    let Some(rest) = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(stage.as_str()))
+        .filter(|r| r.starts_with('/'))
+    else {
+        return req;
+    };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(p) = pq.parse() {
+        parts.path_and_query = Some(p);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
