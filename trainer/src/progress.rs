@@ -1,25 +1,54 @@
 //! Progress of long work: an indicatif bar when stderr is a terminal, a few plain log
 //! lines otherwise (CI logs, pipes), or nothing at all.
 
+use std::fmt::Arguments;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// What goes to stderr when it is not a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    /// Nothing.
+    Off,
+    /// A line when a phase starts and at each quarter of it: one long run.
+    Steps,
+    /// One line per finished run, from [`Progress::run_done`]: many short runs.
+    Runs,
+}
+
 /// Reports progress of counted steps (e.g. cross-validation fits).
 #[derive(Debug)]
 pub struct Progress {
     bar: Option<ProgressBar>,
-    plain: bool,
+    lines: Lines,
     total: AtomicUsize,
     last_quarter: AtomicUsize,
     phase: Mutex<String>,
 }
 
 impl Progress {
-    /// A bar on a terminal, plain lines on stderr otherwise.
+    /// A bar on a terminal; otherwise plain lines on stderr as a phase starts and at each
+    /// quarter of it.
     pub fn auto() -> Self {
+        Self::on_terminal_or(Lines::Steps)
+    }
+
+    /// A bar on a terminal; otherwise one plain line per run, written by
+    /// [`Progress::run_done`] (for `compare`, whose rounds would each print a phase's
+    /// lines).
+    pub fn auto_per_run() -> Self {
+        Self::on_terminal_or(Lines::Runs)
+    }
+
+    /// No output at all.
+    pub fn hidden() -> Self {
+        Self::with(None, Lines::Off)
+    }
+
+    fn on_terminal_or(lines: Lines) -> Self {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(0);
             let style = ProgressStyle::with_template(
@@ -28,21 +57,16 @@ impl Progress {
             .map(|s| s.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
-            Self::with(Some(bar), false)
+            Self::with(Some(bar), Lines::Off)
         } else {
-            Self::with(None, true)
+            Self::with(None, lines)
         }
     }
 
-    /// No output at all.
-    pub fn hidden() -> Self {
-        Self::with(None, false)
-    }
-
-    fn with(bar: Option<ProgressBar>, plain: bool) -> Self {
+    fn with(bar: Option<ProgressBar>, lines: Lines) -> Self {
         Self {
             bar,
-            plain,
+            lines,
             total: AtomicUsize::new(0),
             last_quarter: AtomicUsize::new(0),
             phase: Mutex::new(String::new()),
@@ -60,7 +84,7 @@ impl Progress {
             bar.set_length(total as u64);
             bar.set_position(0);
             bar.set_message(phase.to_string());
-        } else if self.plain {
+        } else if self.lines == Lines::Steps {
             eprintln!("trainer: {phase}: {total} fits");
         }
     }
@@ -69,7 +93,7 @@ impl Progress {
     pub fn tick(&self, done: usize) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
-        } else if self.plain {
+        } else if self.lines == Lines::Steps {
             let total = self.total.load(Ordering::Relaxed).max(1);
             let quarter = done * 4 / total;
             if quarter > self.last_quarter.fetch_max(quarter, Ordering::Relaxed) && quarter < 4 {
@@ -83,6 +107,14 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+
+    /// One run of many is over: a line saying `what`, when this progress writes one line
+    /// per run (see [`Progress::auto_per_run`]); nothing otherwise.
+    pub fn run_done(&self, what: Arguments<'_>) {
+        if self.lines == Lines::Runs {
+            eprintln!("trainer: {what}");
         }
     }
 }

@@ -240,6 +240,27 @@ fn compare_reports_speedup_and_identical_models() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("speedup") && out.contains("original"), "{out}");
     assert!(out.contains("medians of 3 interleaved rounds"), "{out}");
+    // The original's figures say where they come from: its README (round times) or the
+    // reproduction; and that its accuracy is on another holdout than ours.
+    for line in [
+        "original: scikit-learn, sequential      0.9759      ~0.4  the original's README",
+        "original: scikit-learn, sequential      0.9750     0.090  a reproduction (DESIGN.md)",
+        "original: scikit-learn in Ray           0.9750      ~2.4  the original's README",
+        "original: scikit-learn in Ray           0.9750     7.600  a reproduction (DESIGN.md)",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no line {line:?} in\n{out}");
+    }
+    assert!(out.contains("scored on its own holdout"), "{out}");
+    assert!(!out.contains("as reported"), "{out}");
+    // Off a terminal, one progress line per run: 3 rounds of seq and par.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let runs: Vec<&str> = err.lines().filter(|l| l.starts_with("trainer: ")).collect();
+    assert_eq!(runs.len(), 6, "{err}");
+    assert!(
+        runs.iter()
+            .all(|l| l.starts_with("trainer: compare round ")),
+        "{err}"
+    );
     let r = read_json(&d.join("c.json"));
     assert_eq!(r["identical"], true);
     assert_eq!(r["rounds"], 3);
@@ -256,9 +277,20 @@ fn compare_reports_speedup_and_identical_models() {
         v[1]
     };
     let table = r["rows"].as_array().expect("rows");
-    assert_eq!(table.len(), 4);
-    assert_eq!(table[2]["seconds"].as_f64(), Some(median(seq.clone())));
-    assert_eq!(table[3]["seconds"].as_f64(), Some(median(par.clone())));
+    let sources: Vec<&str> = table.iter().filter_map(|t| t["source"].as_str()).collect();
+    assert_eq!(
+        sources,
+        [
+            "original_readme",
+            "reproduction",
+            "original_readme",
+            "reproduction",
+            "this_run",
+            "this_run"
+        ]
+    );
+    assert_eq!(table[4]["seconds"].as_f64(), Some(median(seq.clone())));
+    assert_eq!(table[5]["seconds"].as_f64(), Some(median(par.clone())));
     assert_eq!(r["speedup"].as_f64(), Some(median(seq) / median(par)));
     let bad = trainer(d)
         .args(["compare", "--data"])
