@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # EC2 user-data: run the predict container on Amazon Linux 2023.
 #
-# infra/template.yaml sends this file verbatim, behind three lines that export IMAGE_URI,
-# MODEL_URI and AWS_REGION (`make test` checks the copy in the template matches this file).
+# infra/template.yaml sends this file verbatim, behind four lines that export IMAGE_URI,
+# MODEL_URI, AWS_REGION and API_KEYS_PARAMETER (`make test` checks the copy in the template
+# matches this file). API_KEYS_PARAMETER names an SSM SecureString of comma-separated API
+# keys (empty: no keys); the keys themselves never pass through user-data.
 # By hand, as root: IMAGE_URI=... MODEL_URI=s3://bucket/models/digits AWS_REGION=... bash user-data.sh
 #
 # First boot (no argument): install Docker, install this script as a boot-time unit
@@ -24,8 +26,8 @@ done
 if [[ ${1:-} != --start ]]; then
     dnf install -y docker
     install -m 0755 "$0" /usr/local/sbin/digits-predict
-    printf 'IMAGE_URI=%s\nMODEL_URI=%s\nAWS_REGION=%s\n' "$IMAGE_URI" "$MODEL_URI" "$AWS_REGION" \
-        >/etc/digits-predict.env
+    printf 'IMAGE_URI=%s\nMODEL_URI=%s\nAWS_REGION=%s\nAPI_KEYS_PARAMETER=%s\n' \
+        "$IMAGE_URI" "$MODEL_URI" "$AWS_REGION" "${API_KEYS_PARAMETER:-}" >/etc/digits-predict.env
     cat >/etc/systemd/system/digits-predict.service <<'UNIT'
 [Unit]
 Description=Pull the predict image and (re)create its container
@@ -67,6 +69,20 @@ until aws ecr get-login-password --region "$AWS_REGION" |
     sleep 20
 done
 
+# API keys: read from Parameter Store at each start (so a rotated key is picked up by a
+# restart), into a file only root and the container's user (10001) can read, mounted read-only.
+keys_args=()
+if [[ -n ${API_KEYS_PARAMETER:-} ]]; then
+    install -d -m 0700 -o 10001 -g 10001 /etc/digits-predict
+    umask 077
+    aws ssm get-parameter --region "$AWS_REGION" --with-decryption --name "$API_KEYS_PARAMETER" \
+        --query Parameter.Value --output text | tr ',' '\n' >/etc/digits-predict/api-keys.new
+    chown 10001:10001 /etc/digits-predict/api-keys.new
+    mv /etc/digits-predict/api-keys.new /etc/digits-predict/api-keys
+    keys_args=(--volume /etc/digits-predict/api-keys:/run/secrets/api-keys:ro
+        --env API_KEYS_FILE=/run/secrets/api-keys)
+fi
+
 docker rm -f predict >/dev/null 2>&1 || true
 # Credentials come from the instance profile through IMDSv2 (hop limit 2 lets the container
 # reach it through Docker's bridge).
@@ -76,6 +92,7 @@ docker run -d --name predict \
     --env MODEL_URI="$MODEL_URI" \
     --env AWS_REGION="$AWS_REGION" \
     --env RUST_LOG=info \
+    "${keys_args[@]}" \
     --log-opt max-size=10m --log-opt max-file=3 \
     "$IMAGE_URI"
 echo "digits-predict: started $IMAGE_URI with MODEL_URI=$MODEL_URI"
