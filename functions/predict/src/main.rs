@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use predict::{AppState, Config, StartupError};
+use predict::{AppState, Config, ServerLimits, StartupError};
 
 /// How a run failed: during start-up (under Lambda, reported to the Runtime API as an
 /// init error) or afterwards.
@@ -110,6 +110,13 @@ fn run(lambda_api: Option<&str>) -> Result<ExitCode, Failure> {
     };
     predict::init_tracing(json);
 
+    // The plain server's connection limits, checked before the model is loaded.
+    let limits = if lambda {
+        None
+    } else {
+        Some(ServerLimits::from_config(&config)?)
+    };
+
     // Load before any runtime exists: the store API is synchronous, and a bad model must
     // stop start-up before a single request is accepted.
     let started = Instant::now();
@@ -133,7 +140,7 @@ fn run(lambda_api: Option<&str>) -> Result<ExitCode, Failure> {
             .map_err(|e| Failure::init("Runtime.InitError", e))?;
         rt.block_on(predict::run_lambda(state))
             .map_err(|e| Failure::Run(anyhow::anyhow!("lambda runtime: {e}")))?;
-    } else {
+    } else if let Some(limits) = limits {
         // Worker threads default to the number of cores (TOKIO_WORKER_THREADS overrides).
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -146,7 +153,9 @@ fn run(lambda_api: Option<&str>) -> Result<ExitCode, Failure> {
                 .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
             let addr = listener.local_addr().context("reading the bound address")?;
             tracing::info!(%addr, "listening");
-            predict::serve(listener, state).await.context("serving")
+            predict::serve(listener, state, limits)
+                .await
+                .context("serving")
         })
         .map_err(Failure::Run)?;
         tracing::info!("stopped");
