@@ -561,3 +561,166 @@ async fn wrong_methods_are_405_with_allow() {
         assert_eq!(res.headers()[header::ALLOW], allow, "{method} {path}");
     }
 }
+
+/// `/invocations` against hostile and odd bodies (issue 16): MLflow's CSV header rule,
+/// CSV details, a 415 that names CSV, the row cap, and bodies that used to allocate far
+/// more than their size.
+#[tokio::test]
+async fn mlflow_invocations_read_hostile_bodies_within_their_bounds() {
+    let (_, _, a) = support::digits_model();
+    let state = support::state_for(&a).with_max_batch_rows(3);
+    let app = predict::app(state.clone());
+    let names = &state.model().artifact().feature_names;
+    let row = |x: &str| vec![x; 64].join(",");
+    let csv = |body: String| {
+        let app = app.clone();
+        async move {
+            let (s, _, b) = send(
+                &app,
+                "POST",
+                "/invocations",
+                &[("content-type", "text/csv")],
+                body,
+            )
+            .await;
+            (
+                s,
+                serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    // The first line is always the header: a headerless body is refused, naming line 1.
+    let (s, v) = csv(format!("{}\n{}\n", row("1.5"), row("2"))).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("CSV line 1, column 1: unknown column \"1.5\""),
+        "{v}"
+    );
+    // A byte-order mark, quoted names, CRLF and bare CR line ends, blank lines.
+    let quoted = names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let body = format!("\u{feff}{quoted}\r\n{}\r\r\n{}\r", row("1"), row("2"));
+    let (s, v) = csv(body).await;
+    assert_eq!(
+        (s, v["predictions"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{v}"
+    );
+    // A ragged record names its line (bare CRs count as line ends).
+    let (s, v) = csv(format!("{}\r{}\r\r{}\r", names.join(","), row("1"), "1,2")).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("row 1 (CSV line 4): expected 64 values"),
+        "{v}"
+    );
+    // More rows than MAX_BATCH_ROWS: 413, in CSV and JSON.
+    let (s, v) = csv(format!(
+        "{}\n{}",
+        names.join(","),
+        format!("{}\n", row("0")).repeat(4)
+    ))
+    .await;
+    assert_eq!(
+        (s, v["error_code"].as_str()),
+        (413, Some("REQUEST_LIMIT_EXCEEDED")),
+        "{v}"
+    );
+    let r = vec![0; 64];
+    let (s, _) = json_call(
+        &app,
+        "POST",
+        "/invocations",
+        &json!({"instances": [r, r, r, r]}),
+    )
+    .await;
+    assert_eq!(s, 413);
+    let (s, _) = json_call(
+        &app,
+        "POST",
+        "/invocations",
+        &json!({"instances": [r, r, r]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+
+    // The 415 names both content types; a charset other than UTF-8 is refused too.
+    for ct in ["text/plain", "application/xml", "text/csv; charset=latin1"] {
+        let (s, _, b) = send(&app, "POST", "/invocations", &[("content-type", ct)], "{}").await;
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            (s, v["error_code"].as_str()),
+            (415, Some("BAD_REQUEST")),
+            "{ct}: {v}"
+        );
+        let m = v["message"].as_str().unwrap();
+        assert!(m.contains("text/csv") || m.contains("UTF-8"), "{ct}: {m}");
+    }
+
+    // Bodies that made the old parser allocate hundreds of times their size: a columnar
+    // frame whose first column is long (rows x features was allocated from it), and a
+    // CSV record of nothing but commas. Both are refused, naming what is wrong.
+    let long = format!(
+        "{{\"inputs\": {{\"pixel_0\": [{}], \"pixel_1\": [0]}}}}",
+        vec!["0"; 400_000].join(",")
+    );
+    let (s, _, b) = send(
+        &app,
+        "POST",
+        "/invocations",
+        &[("content-type", "application/json")],
+        long,
+    )
+    .await;
+    assert_eq!(s, 413, "{}", String::from_utf8_lossy(&b));
+    let state = support::state_for(&a)
+        .with_limits(1 << 20, Duration::from_secs(10))
+        .with_max_batch_rows(1_000_000);
+    let app = predict::app(state);
+    let first = vec!["0"; 400_000].join(",");
+    let long = format!("{{\"inputs\": {{\"pixel_0\": [{first}], \"pixel_1\": [0]}}}}");
+    let (s, _, b) = send(
+        &app,
+        "POST",
+        "/invocations",
+        &[("content-type", "application/json")],
+        long,
+    )
+    .await;
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("column \"pixel_1\" has 1 values, the first column 400000"),
+        "{v}"
+    );
+    let commas = format!("{}\n{}\n", names.join(","), ",".repeat(900_000));
+    let (s, _, b) = send(
+        &app,
+        "POST",
+        "/invocations",
+        &[("content-type", "text/csv")],
+        commas,
+    )
+    .await;
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("CSV line 2: a record longer than"),
+        "{v}"
+    );
+}
