@@ -946,7 +946,7 @@ fn run(
         .transpose()?;
     let values = match (binary_size, input.data) {
         (Some(size), None) => {
-            let needed = expected.checked_mul(dt.size()).unwrap_or(usize::MAX);
+            let needed = expected.saturating_mul(dt.size());
             if size != binary.len() || size != needed {
                 return Err(V2Error::bad(format!(
                     "input {name:?}: binary_data_size {size}, {} bytes follow the JSON, and shape {:?} of {dt:?} needs {needed}",
