@@ -11,7 +11,7 @@ PROTOCOLS_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 TOOLS += tool-chromium tool-clients
 TEST_EXTRA += test-protocols
 
-.PHONY: tool-chromium tool-clients test-protocols test-clients test-browser
+.PHONY: tool-chromium tool-clients test-protocols test-clients test-browser test-schemathesis
 
 tool-chromium:
 	@if command -v chromium >/dev/null 2>&1; then \
@@ -29,11 +29,14 @@ $(CLIENTS_VENV)/.installed: $(CLIENTS_REQS)
 	$(CLIENTS_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CLIENTS_REQS)
 	touch $@
 
-test-protocols: tool-chromium tool-clients ## test: the predict binary against tritonclient, pandas, MLflow, prometheus_client and chromium
-	functions/predict/tests/clients/run.sh clients browser
+test-protocols: tool-chromium tool-clients ## test: the predict binary against tritonclient, pandas, MLflow, prometheus_client, chromium and schemathesis
+	functions/predict/tests/clients/run.sh clients browser schemathesis
 
 test-clients: tool-clients ## test: only the third-party clients
 	functions/predict/tests/clients/run.sh clients
+
+test-schemathesis: tool-clients ## test: only schemathesis against /openapi.json (bounded to a minute; no 5xx, server alive)
+	functions/predict/tests/clients/run.sh schemathesis
 
 test-browser: tool-chromium tool-clients ## test: only the /docs page in headless chromium (screenshot in target/test-artifacts/)
 	functions/predict/tests/clients/run.sh browser

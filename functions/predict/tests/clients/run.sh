@@ -7,6 +7,9 @@
 #   3. run the suites named on the command line against it:
 #        clients  third-party clients from PyPI (tritonclient, pandas, MLflow, prometheus_client)
 #        browser  headless chromium on /docs, driven over the DevTools protocol
+#        schemathesis  property-based requests for every operation of /openapi.json
+#                 (bounded: SCHEMATHESIS_MAX_TIME seconds, default 60): no answer may be
+#                 a 5xx, and the server must be alive afterwards
 #   4. stop the server this script started (by its PID) and clean up.
 # Usage: run.sh [clients] [browser]   (default: both)
 set -euo pipefail
@@ -68,6 +71,17 @@ for suite in "${suites[@]}"; do
     case "$suite" in
         clients) "$venv/bin/python" "$here/test_clients.py" "$url" "$root/data/digits.csv" || status=1 ;;
         browser) "$venv/bin/python" "$here/browser.py" "$url" "$artifacts" || status=1 ;;
+        schemathesis)
+            # Only `not_a_server_error`: the other checks judge the schema's precision,
+            # which is not what this suite is for (issue 16: nothing may kill the server).
+            "$venv/bin/schemathesis" run "$url/openapi.json" \
+                --checks not_a_server_error \
+                --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" \
+                --max-time "${SCHEMATHESIS_MAX_TIME:-60}" \
+                --seed "${SCHEMATHESIS_SEED:-16}" \
+                --request-timeout 10 --workers 2 \
+                --report junit --report-junit-path "$artifacts/schemathesis.xml" || status=1
+            ;;
         *) fail "unknown suite $suite" ;;
     esac
 done
