@@ -16,6 +16,8 @@
 //! - **Header size**: at most [`MAX_HEADER_BYTES`] (hyper answers 431 beyond), and a
 //!   read buffer of at most [`MAX_BUF_BYTES`] a connection, so a connection costs a
 //!   bounded amount of memory however its client behaves.
+//! - **hyper's own answers** to requests it cannot parse (400, 431...) get our JSON
+//!   error body like every other error (see [`Watched`]).
 //! - **Accept errors** (`EMFILE` and the like) are logged and retried after
 //!   [`ACCEPT_BACKOFF`]; they never stop the server. At start-up the soft open-file
 //!   limit is raised toward the hard one when `MAX_CONNECTIONS` needs more.
@@ -272,10 +274,7 @@ async fn serve_connection(
     _slot: OwnedSemaphorePermit,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        activity: Arc::clone(&activity),
-    });
+    let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
     let per_request = Arc::clone(&activity);
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let request = per_request.begin();
@@ -399,6 +398,12 @@ impl Activity {
         });
     }
 
+    /// Whether hyper is reading a request head (no answer of ours is due).
+    fn reading_head(&self) -> bool {
+        let phase = *self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        matches!(phase, Phase::First { .. } | Phase::Head { .. })
+    }
+
     /// When the connection must be closed if its phase has not changed by then.
     fn deadline(&self, limits: &ServerLimits) -> Option<Instant> {
         let phase = *self.phase.lock().unwrap_or_else(PoisonError::into_inner);
@@ -422,10 +427,31 @@ impl Drop for RequestGuard {
     }
 }
 
-/// The connection's stream, telling its [`Activity`] when bytes arrive.
+/// The connection's stream, telling its [`Activity`] when bytes arrive, and giving
+/// hyper's own error answers our JSON body.
+///
+/// hyper answers a request it cannot parse (a bad request line, a header over
+/// [`MAX_HEADER_BYTES`], an unsupported version) itself, before our router sees it, with
+/// an empty body. Such an answer is recognised exactly: it is written while a request
+/// head is being read (no answer of ours is due), it is a 4xx or 5xx head with
+/// `content-length: 0` (every error of ours has a JSON body). It is replaced, whole, by
+/// the same status with our JSON error body and `connection: close` (hyper closes the
+/// connection after it anyway).
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// Our answer in place of hyper's, and how much of it is written.
+    replacing: Option<(Vec<u8>, usize)>,
+}
+
+impl Watched {
+    fn new(inner: TcpStream, activity: Arc<Activity>) -> Self {
+        Self {
+            inner,
+            activity,
+            replacing: None,
+        }
+    }
 }
 
 impl AsyncRead for Watched {
@@ -445,19 +471,43 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.replacing.is_none()
+            && let Some(ours) = json_error_answer(buf)
+            && this.activity.reading_head()
+        {
+            this.replacing = Some((ours, 0));
+        }
+        let Some((ours, written)) = &mut this.replacing else {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        };
+        while *written < ours.len() {
+            match Pin::new(&mut this.inner).poll_write(cx, &ours[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                other => return other,
+            }
+        }
+        this.replacing = None;
+        // hyper's answer counts as written, whole.
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if self.replacing.is_some() || first.is_some_and(|b| json_error_answer(b).is_some()) {
+            // An error answer of hyper's is a head alone; it goes through `poll_write`.
+            return self.poll_write(cx, first.map_or(&[][..], |b| &b[..]));
+        }
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -471,6 +521,46 @@ impl AsyncWrite for Watched {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Our answer in place of `head` when `head` is a whole HTTP/1.1 error head with an
+/// empty body, as hyper writes for requests it cannot parse; `None` for anything else.
+fn json_error_answer(head: &[u8]) -> Option<Vec<u8>> {
+    let rest = head.strip_prefix(b"HTTP/1.1 ")?;
+    if !matches!(rest.first(), Some(b'4' | b'5')) || !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let text = std::str::from_utf8(head).ok()?;
+    let empty = text.split("\r\n").skip(1).any(|line| {
+        line.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("content-length") && v.trim() == "0"
+        })
+    });
+    if !empty {
+        return None;
+    }
+    let status = axum::http::StatusCode::from_bytes(rest.get(..3)?).ok()?;
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let message = match status.as_u16() {
+        400 => "the request is not valid HTTP/1.1".to_string(),
+        431 => format!("the request header is larger than the limit of {MAX_HEADER_BYTES} bytes"),
+        _ => reason.to_string(),
+    };
+    let code: String = reason
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+    Some(
+        format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            status.as_u16(),
+            body.len()
+        )
+        .into_bytes(),
+    )
 }
 
 /// Raise the soft open-file limit to `needed` (at most the hard limit) when it is
@@ -589,6 +679,47 @@ mod tests {
                 .as_str()
                 .is_some_and(|m| m.contains("MAX_CONNECTIONS 7"))
         );
+    }
+
+    #[test]
+    fn only_hypers_own_empty_error_heads_are_replaced_by_our_json() {
+        let hyper_431 = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n\
+            content-length: 0\r\ndate: Tue, 01 Dec 2026 01:07:02 GMT\r\n\r\n";
+        let ours =
+            String::from_utf8(json_error_answer(hyper_431).expect("replaced")).expect("text");
+        let (head, body) = ours.split_once("\r\n\r\n").expect("head");
+        assert!(
+            head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(v["error"]["code"], "request_header_fields_too_large");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("16384"))
+        );
+        let bad = json_error_answer(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .expect("replaced");
+        assert!(String::from_utf8_lossy(&bad).contains(r#""code":"bad_request""#));
+        // Not an empty error head: left alone.
+        for other in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n",
+            b"{\"error\":{}}",
+            b"",
+        ] {
+            assert!(
+                json_error_answer(other).is_none(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
     }
 
     /// `now` is between `before` and `after`, shifted by `by`.

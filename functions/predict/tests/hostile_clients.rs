@@ -339,6 +339,43 @@ fn idle_keep_alive_connections_are_closed_after_the_idle_timeout_not_the_header_
 }
 
 #[test]
+fn requests_the_http_layer_cannot_parse_get_our_json_error_body() {
+    let (server, _dir) = start(&[]);
+    let big = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let cases: [(&[u8], u16, &str); 3] = [
+        (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+        (
+            b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+        (big.as_bytes(), 431, "request_header_fields_too_large"),
+    ];
+    for (raw, status, code) in cases {
+        let mut s = connect(&server.addr);
+        let _ = s.write_all(raw);
+        let a = read_answer(&mut s).unwrap();
+        assert_eq!(a.status, status, "{a:?}");
+        assert_eq!(
+            a.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(a.json()["error"]["code"], code, "{a:?}");
+    }
+    // The connection after them is served as usual.
+    let mut s = connect(&server.addr);
+    assert_eq!(
+        exchange(&mut s, "GET", "/health", &[], b"", true)
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[test]
 fn a_connection_over_the_cap_gets_503_json_with_retry_after_and_is_closed() {
     let (server, _dir) = start(&[
         ("MAX_CONNECTIONS", "8"),
