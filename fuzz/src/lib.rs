@@ -141,4 +141,17 @@ impl ObjectStore for MemStore {
     fn put(&self, key: &str, _bytes: &[u8]) -> Result<(), model::StoreError> {
         Err(model::StoreError::Backend(format!("{key}: read-only")))
     }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, model::StoreError> {
+        let mut keys: Vec<String> = self
+            .0
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+    fn delete(&self, key: &str) -> Result<(), model::StoreError> {
+        Err(model::StoreError::Backend(format!("{key}: read-only")))
+    }
 }

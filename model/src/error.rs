@@ -123,6 +123,44 @@ pub enum StoreError {
     /// A backend (e.g. S3) failed; the message says how.
     #[error("{0}")]
     Backend(String),
+    /// The location is not a model store (its root is missing, or a file, ...).
+    #[error("{location} is not a model store: {reason}")]
+    NotAStore {
+        /// The store root (or the path under it) as given.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store has no model of that name: no versions and no `latest` pointer.
+    #[error("no model at {location}: it has no versions and no latest pointer")]
+    NoSuchModel {
+        /// Where the model would be (`<root>/<name>`).
+        location: String,
+    },
+    /// The model exists, but not this version of it.
+    #[error("{location}: no such version of model {name:?} (`trainer models list` shows them)")]
+    NoSuchVersion {
+        /// Where the version would be (`<root>/<name>/<version>`).
+        location: String,
+        /// The model name.
+        name: String,
+    },
+    /// A version that does not pass verification (it does not load, its `model_id` does
+    /// not match its content or its version name, it belongs to another model).
+    #[error("{location} fails verification: {source}")]
+    Unverified {
+        /// The version's `model.json`.
+        location: String,
+        /// What failed.
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// Deleting this version would leave `latest` naming nothing.
+    #[error("refusing to delete {location}: the latest pointer names it")]
+    InUse {
+        /// The version's location.
+        location: String,
+    },
     /// The artifact found in the store is not a valid model.
     #[error("{location}: {source}")]
     Model {

@@ -7,6 +7,11 @@
 //! - `put_new` is one conditional PUT (`If-None-Match: *`): the server refuses to replace an
 //!   existing object, so a publish costs exactly one round trip per object.
 //! - Bounded retries and timeouts: an unreachable or hanging server fails a call within 8 s.
+//! - `get_if_changed` is one GET with `If-None-Match: <etag>`: AWS answers `304` with no
+//!   body when nothing changed. A server that ignores the condition (s3s-fs 0.14.1 does)
+//!   answers `200` with the same ETag, which counts as unchanged too: still one request,
+//!   and only the small object polled is transferred, never a model.
+//! - `list` is ListObjectsV2, page after page; `delete` is one DeleteObject.
 
 use std::fmt;
 use std::time::Duration;
@@ -22,7 +27,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use aws_smithy_http_client::tls;
 use model::StoreError;
 use model::artifact::hex;
-use model::store::ObjectStore;
+use model::store::{ObjectStore, Tagged, content_tag};
 use sha2::{Digest, Sha256};
 
 use crate::runtime::block_on;
@@ -66,6 +71,10 @@ impl fmt::Debug for S3Options {
     }
 }
 
+/// Keys per ListObjectsV2 page unless [`S3Store::with_list_page_size`] says otherwise
+/// (S3's own maximum).
+const LIST_PAGE_SIZE: i32 = 1000;
+
 /// An [`ObjectStore`] under an S3 prefix: key `k` lives at `s3://bucket/prefix/k`.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -74,6 +83,8 @@ pub struct S3Store {
     prefix: String,
     /// The configured endpoint, for messages (`None`: AWS itself).
     endpoint: Option<String>,
+    /// Keys asked for per ListObjectsV2 page.
+    list_page_size: i32,
 }
 
 /// Why an S3 call failed, phrased for the person reading the message.
@@ -224,7 +235,16 @@ impl S3Store {
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
             endpoint,
+            list_page_size: LIST_PAGE_SIZE,
         })
+    }
+
+    /// Ask for at most `keys` (1 to 1000) keys per ListObjectsV2 page, e.g. to exercise
+    /// pagination in tests or to suit a server with a lower limit.
+    #[must_use]
+    pub fn with_list_page_size(mut self, keys: u16) -> Self {
+        self.list_page_size = i32::from(keys.clamp(1, 1000));
+        self
     }
 
     /// The bucket.
@@ -404,30 +424,44 @@ fn checksum_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<(String,
     None
 }
 
-impl ObjectStore for S3Store {
-    fn describe(&self, key: &str) -> String {
-        format!("s3://{}/{}", self.bucket, self.object_key(key))
-    }
+/// An object's bytes and its ETag (when the server sent one).
+type Fetched = (Vec<u8>, Option<String>);
 
-    fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        let req = self
+impl S3Store {
+    /// GET an object with its checksum verified; with `if_none_match`, `Ok(None)` when the
+    /// server answers `304 Not Modified`. Returns the bytes and the ETag.
+    fn get_object(
+        &self,
+        key: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Option<Fetched>, StoreError> {
+        let mut req = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(self.object_key(key))
-            .checksum_mode(ChecksumMode::Enabled)
-            .send();
+            .checksum_mode(ChecksumMode::Enabled);
+        if let Some(tag) = if_none_match {
+            req = req.if_none_match(tag);
+        }
+        let req = req.send();
         let got = block_on(async move {
             match req.await {
                 Ok(out) => {
                     let sha = out.checksum_sha256().map(str::to_string);
-                    Ok((sha, out.body.collect().await))
+                    let etag = out.e_tag().map(str::to_string);
+                    Ok((sha, etag, out.body.collect().await))
                 }
                 Err(e) => Err(e),
             }
         })?;
-        let (sha, body) = match got {
+        let (sha, etag, body) = match got {
             Ok(v) => v,
+            Err(SdkError::ServiceError(ctx))
+                if if_none_match.is_some() && ctx.raw().status().as_u16() == 304 =>
+            {
+                return Ok(None);
+            }
             Err(e) => {
                 return Err(match self.failure("get", key, &e) {
                     StoreError::NotFound(_) => self.refine_not_found(key),
@@ -468,7 +502,139 @@ impl ObjectStore for S3Store {
                 }
             }
         }
-        Ok(bytes)
+        Ok(Some((bytes, etag)))
+    }
+
+    /// One ListObjectsV2 page under `object_prefix`: its full keys and the next token.
+    fn list_page(
+        &self,
+        object_prefix: &str,
+        token: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let req = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(object_prefix)
+            .max_keys(self.list_page_size)
+            .set_continuation_token(token)
+            .send();
+        match block_on(req)? {
+            Ok(out) => {
+                let keys = out
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string))
+                    .collect();
+                let next = if out.is_truncated() == Some(true) {
+                    out.next_continuation_token().map(str::to_string)
+                } else {
+                    None
+                };
+                Ok((keys, next))
+            }
+            Err(e) => {
+                let missing_bucket = matches!(
+                    &e,
+                    SdkError::ServiceError(ctx) if ctx.err().code() == Some("NoSuchBucket")
+                );
+                if missing_bucket {
+                    Err(StoreError::NotAStore {
+                        location: self.describe(""),
+                        reason: format!(
+                            "bucket {:?} does not exist{}",
+                            self.bucket,
+                            at(&self.endpoint)
+                        ),
+                    })
+                } else {
+                    Err(self.failure("list", object_prefix, &e))
+                }
+            }
+        }
+    }
+}
+
+impl ObjectStore for S3Store {
+    fn describe(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.object_key(key))
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        match self.get_object(key, None)? {
+            Some((bytes, _)) => Ok(bytes),
+            // Unconditional: a 304 cannot happen; say so rather than return nothing.
+            None => Err(S3Failure::Other {
+                location: self.describe(key),
+                op: "get",
+                detail: "the server answered 304 Not Modified to an unconditional GET".into(),
+            }
+            .into()),
+        }
+    }
+
+    fn get_if_changed(
+        &self,
+        key: &str,
+        previous: Option<&str>,
+    ) -> Result<Option<Tagged>, StoreError> {
+        let Some((bytes, etag)) = self.get_object(key, previous)? else {
+            return Ok(None);
+        };
+        // A server that ignores If-None-Match sends the object again: same ETag, unchanged.
+        let tag = etag.unwrap_or_else(|| content_tag(&bytes));
+        if previous == Some(tag.as_str()) {
+            return Ok(None);
+        }
+        Ok(Some(Tagged { bytes, tag }))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        if !(prefix.is_empty() || prefix.ends_with('/')) {
+            return Err(StoreError::InvalidUri {
+                uri: prefix.to_string(),
+                reason: "a list prefix is empty or ends in '/'".into(),
+            });
+        }
+        // The store's own prefix is a directory: `models` must not match `models-old/...`.
+        let object_prefix = if self.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}/{prefix}", self.prefix)
+        };
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let (page, next) = self.list_page(&object_prefix, token)?;
+            keys.extend(
+                page.into_iter()
+                    .filter_map(|k| k.strip_prefix(&strip).map(str::to_string)),
+            );
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let req = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .send();
+        match block_on(req)? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.failure("delete", key, &e)),
+        }
     }
 
     fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {

@@ -317,6 +317,12 @@ impl ObjectStore for KillBeforeLatest<'_> {
         self.server.lock().expect("lock").stop();
         self.inner.put(key, bytes)
     }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
 }
 
 #[test]
