@@ -39,6 +39,15 @@ pub struct Config {
     /// Requests taking longer than this many milliseconds are answered 408.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub timeout_ms: u64,
+    /// Check the model's `latest` pointer every this many seconds and serve a new version
+    /// without a restart (default: 30 in the plain server, 60 under Lambda; 0 turns it
+    /// off). Ignored when `MODEL_URI` names a version: that pins it.
+    #[arg(long, env = "MODEL_REFRESH_SECONDS")]
+    pub model_refresh_seconds: Option<u64>,
+    /// Accept a new version whose feature names differ from the served model's (its
+    /// clients may break); refused otherwise.
+    #[arg(long, env = "MODEL_ALLOW_SCHEMA_CHANGE")]
+    pub model_allow_schema_change: bool,
     /// Most rows one batch request may carry (`instances`, V2 `[N, F]`, `/invocations`).
     #[arg(long, env = "MAX_BATCH_ROWS", default_value_t = DEFAULT_MAX_BATCH_ROWS)]
     pub max_batch_rows: usize,

@@ -9,11 +9,25 @@ use crate::state::AppState;
 /// Run `app(state)` under the Lambda runtime (API Gateway REST and HTTP APIs, ALB,
 /// function URLs). A REST API stage prefix (`/prod/predict`) is removed from the path, so
 /// the routes are the same behind every front door.
+///
+/// Nothing runs between invocations under Lambda (the environment is frozen), so the
+/// live model refresh is checked at the start of the first invocation after its interval.
 pub async fn run_lambda(state: AppState) -> Result<(), lambda_http::Error> {
+    let router =
+        app(state.clone()).layer(axum::middleware::from_fn_with_state(state, refresh_first));
     let svc = tower::ServiceBuilder::new()
         .map_request(strip_stage)
-        .service(app(state));
+        .service(router);
     lambda_http::run(svc).await
+}
+
+async fn refresh_first(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    state.refresh_if_due().await;
+    next.run(req).await
 }
 
 fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {

@@ -26,8 +26,11 @@ mod json_errors;
 mod lambda;
 mod limits;
 mod logging;
+mod model_version;
 mod protocols;
+mod refresh;
 mod request;
+mod served;
 mod server;
 mod state;
 
@@ -42,12 +45,14 @@ pub use health_check::check_health;
 pub use lambda::run_lambda;
 pub use logging::init_tracing;
 pub use request::{Input, parse as parse_input};
+pub use served::Served;
 pub use server::{ServerLimits, serve};
 pub use state::AppState;
 
 /// The router: `POST /predict`, `GET /health`, `GET /model`, the other protocols, JSON
 /// 404 / 405 answers; a request whose body does not arrive within the timeout is answered
-/// 408. Layers, from the outside in: metrics (counts every answer), JSON error bodies for
+/// 408. Layers, from the outside in: metrics (counts every answer), `x-model-version`,
+/// JSON error bodies for
 /// errors made below the handlers, load shedding (`MAX_IN_FLIGHT`, before any key is
 /// hashed), API keys (when configured).
 pub fn app(state: AppState) -> Router {
@@ -68,6 +73,10 @@ pub fn app(state: AppState) -> Router {
             limits::shed,
         ))
         .layer(middleware::map_response(json_errors::rewrite))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            model_version::header,
+        ))
         .layer(protocols::metrics_layer(&state))
         .with_state(state)
 }

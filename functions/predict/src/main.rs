@@ -120,12 +120,13 @@ fn run(lambda_api: Option<&str>) -> Result<ExitCode, Failure> {
     // Load before any runtime exists: the store API is synchronous, and a bad model must
     // stop start-up before a single request is accepted.
     let started = Instant::now();
-    let state = AppState::load(&config)?;
-    let a = state.model().artifact();
+    let state = AppState::load_for(&config, lambda)?;
+    let served = state.served();
+    let a = served.artifact();
     tracing::info!(
         model = %config.model_uri,
         name = %a.name,
-        version = state.version(),
+        version = served.version(),
         model_id = %a.model_id,
         load_ms = started.elapsed().as_secs_f64() * 1e3,
         "model loaded"
@@ -153,6 +154,7 @@ fn run(lambda_api: Option<&str>) -> Result<ExitCode, Failure> {
                 .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
             let addr = listener.local_addr().context("reading the bound address")?;
             tracing::info!(%addr, "listening");
+            tokio::spawn(state.clone().run_refresh());
             predict::serve(listener, state, limits)
                 .await
                 .context("serving")

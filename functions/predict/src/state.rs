@@ -1,35 +1,43 @@
-//! [`AppState`]: the loaded model and everything precomputed from it once, at start-up
-//! (the `/model` and `/health` bodies, the answer of each class), plus the request limits.
-//! Every handler takes it; nothing here reads a request.
+//! [`AppState`]: the model being served and everything precomputed from it when it was
+//! loaded ([`Served`]: the `/health` body, the answer of each class, the `x-model-version`
+//! value), swapped whole when a new version is loaded (see `crate::refresh`); plus the
+//! request limits and keys, fixed at start-up. Every handler takes it; nothing here reads
+//! a request.
+//!
+//! A request takes one snapshot ([`AppState::served`]) and uses it to the end, so it
+//! finishes on the model it started with while a swap happens beside it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use model::Model;
 use model::store::ModelUri;
-use serde::Serialize;
 
 use crate::auth::ApiKeys;
 use crate::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_MAX_BATCH_ROWS, DEFAULT_TIMEOUT};
 use crate::error::StartupError;
+use crate::refresh::{Refresh, RefreshSettings};
+use crate::served::Served;
 
-/// The loaded model and everything precomputed from it; cheap to clone (one `Arc`).
+/// The served model and the settings; cheap to clone (one `Arc`).
 #[derive(Debug, Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Inner {
-    model: Model,
-    version: String,
-    /// `predicted_class` of each class: the label as an integer when every label is one.
-    answers: Vec<i64>,
-    /// The `GET /model` body.
-    metadata: Bytes,
-    /// The `GET /health` body.
-    health: Bytes,
+    served: ArcSwap<Served>,
+    settings: Settings,
+    /// The live refresh, when `MODEL_URI` names a model (not a version) and it is on.
+    refresh: Option<Arc<Refresh>>,
+}
+
+/// The request limits and keys: fixed at start-up.
+#[derive(Debug, Clone)]
+struct Settings {
     body_limit: usize,
     timeout: Duration,
     max_batch_rows: usize,
@@ -38,88 +46,63 @@ struct Inner {
     max_in_flight: usize,
 }
 
-#[derive(Serialize)]
-struct Metadata<'a> {
-    name: &'a str,
-    version: &'a str,
-    model_id: &'a str,
-    source: &'a str,
-    format_version: u32,
-    created_at: &'a str,
-    classes: &'a [String],
-    feature_names: &'a [String],
-    n_features: usize,
-    data_sha256: &'a str,
-    metrics: &'a serde_json::Map<String, serde_json::Value>,
-    training: &'a serde_json::Map<String, serde_json::Value>,
-}
-
 impl AppState {
     /// Wrap a loaded model. `version` is the version it was loaded from and `source` the
-    /// location it came from (shown by `GET /model`).
+    /// location it came from (shown by `GET /model`). No live refresh.
     pub fn new(model: Model, version: String, source: &str) -> Self {
-        let a = model.artifact();
-        let parsed: Option<Vec<i64>> = a.classes.iter().map(|c| c.parse().ok()).collect();
-        let answers = parsed.unwrap_or_else(|| (0..a.classes.len()).map(index_i64).collect());
-        let metadata = serde_json::to_vec(&Metadata {
-            name: &a.name,
-            version: &version,
-            model_id: &a.model_id,
-            source,
-            format_version: a.format_version,
-            created_at: &a.created_at,
-            classes: &a.classes,
-            feature_names: &a.feature_names,
-            n_features: a.n_features(),
-            data_sha256: &a.data_sha256,
-            metrics: &a.metrics,
-            training: &without_local_paths(&a.training),
-        })
-        .unwrap_or_default();
-        let health = serde_json::to_vec(&serde_json::json!({
-            "status": "ok",
-            "model_id": a.model_id,
-            "version": version,
-        }))
-        .unwrap_or_default();
-        Self {
-            inner: Arc::new(Inner {
-                model,
-                version,
-                answers,
-                metadata: metadata.into(),
-                health: health.into(),
+        Self::from_parts(
+            Arc::new(Served::new(model, version, source.to_string())),
+            Settings {
                 body_limit: DEFAULT_BODY_LIMIT,
                 timeout: DEFAULT_TIMEOUT,
                 max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
                 api_keys: None,
                 max_in_flight: crate::limits::DEFAULT_MAX_IN_FLIGHT,
+            },
+            None,
+        )
+    }
+
+    fn from_parts(served: Arc<Served>, settings: Settings, refresh: Option<Arc<Refresh>>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                served: ArcSwap::new(served),
+                settings,
+                refresh,
             }),
         }
     }
 
+    /// The same state with `f` applied to its settings (builders, before serving).
+    fn with_settings(self, f: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.inner.settings.clone();
+        f(&mut settings);
+        Self::from_parts(
+            self.inner.served.load_full(),
+            settings,
+            self.inner.refresh.clone(),
+        )
+    }
+
     /// Load the model `config.model_uri` names (local or S3), validate it, and apply the
-    /// limits of `config`. Synchronous: call it before starting a runtime.
+    /// limits of `config`; with a model (not a version) named and `MODEL_REFRESH_SECONDS`
+    /// not 0, keep the store open for the live refresh (the plain server's default
+    /// interval). Synchronous: call it before starting a runtime.
     pub fn load(config: &Config) -> Result<Self, StartupError> {
-        if config.body_limit == 0 {
-            return Err(StartupError::Config(
-                "BODY_LIMIT_BYTES must be at least 1".into(),
-            ));
-        }
-        if config.timeout_ms == 0 {
-            return Err(StartupError::Config(
-                "REQUEST_TIMEOUT_MS must be at least 1".into(),
-            ));
-        }
-        if config.max_batch_rows == 0 {
-            return Err(StartupError::Config(
-                "MAX_BATCH_ROWS must be at least 1".into(),
-            ));
-        }
-        if config.max_in_flight == 0 {
-            return Err(StartupError::Config(
-                "MAX_IN_FLIGHT must be at least 1".into(),
-            ));
+        Self::load_for(config, false)
+    }
+
+    /// [`AppState::load`], saying whether this runs under Lambda (the refresh default).
+    pub fn load_for(config: &Config, lambda: bool) -> Result<Self, StartupError> {
+        for (value, name) in [
+            (config.body_limit, "BODY_LIMIT_BYTES"),
+            (usize::from(config.timeout_ms != 0), "REQUEST_TIMEOUT_MS"),
+            (config.max_batch_rows, "MAX_BATCH_ROWS"),
+            (config.max_in_flight, "MAX_IN_FLIGHT"),
+        ] {
+            if value == 0 {
+                return Err(StartupError::Config(format!("{name} must be at least 1")));
+            }
         }
         let keys = ApiKeys::load(
             config.api_keys.as_deref(),
@@ -139,121 +122,157 @@ impl AppState {
         let (model, version) =
             model::store::load(store.as_ref(), &uri.name, uri.version.as_deref())
                 .map_err(load_err)?;
-        Ok(Self::new(model, version, &public_source(&uri))
-            .with_limits(config.body_limit, Duration::from_millis(config.timeout_ms))
-            .with_max_batch_rows(config.max_batch_rows)
-            .with_api_keys(keys)
-            .with_max_in_flight(config.max_in_flight))
+        let interval = config
+            .model_refresh_seconds
+            .unwrap_or(if lambda { 60 } else { 30 });
+        let refresh = (uri.version.is_none() && interval > 0).then(|| {
+            Arc::new(Refresh::new(
+                store,
+                RefreshSettings {
+                    name: uri.name.clone(),
+                    interval: Duration::from_secs(interval),
+                    allow_schema_change: config.model_allow_schema_change,
+                },
+            ))
+        });
+        let served = Arc::new(Served::new(model, version, public_source(&uri)));
+        Ok(Self::from_parts(
+            served,
+            Settings {
+                body_limit: config.body_limit,
+                timeout: Duration::from_millis(config.timeout_ms),
+                max_batch_rows: config.max_batch_rows,
+                api_keys: keys,
+                max_in_flight: config.max_in_flight,
+            },
+            refresh,
+        ))
     }
 
     /// The same state with another body limit (bytes) and request timeout.
     #[must_use]
     pub fn with_limits(self, body_limit: usize, timeout: Duration) -> Self {
-        let mut inner = Arc::unwrap_or_clone(self.inner);
-        inner.body_limit = body_limit;
-        inner.timeout = timeout;
-        Self {
-            inner: Arc::new(inner),
-        }
-    }
-
-    /// The model.
-    pub fn model(&self) -> &Model {
-        &self.inner.model
-    }
-
-    /// The version the model was loaded from.
-    pub fn version(&self) -> &str {
-        &self.inner.version
-    }
-
-    /// The `predicted_class` answered for class index `i`.
-    pub fn predicted_class(&self, i: usize) -> i64 {
-        self.inner.answers.get(i).copied().unwrap_or(-1)
-    }
-
-    /// The answer for class index `i` in the other protocols: the label as a JSON integer
-    /// when every label is one (as `predicted_class`), the label string otherwise.
-    pub(crate) fn label_value(&self, i: usize) -> serde_json::Value {
-        let classes = self.inner.model.classes();
-        if classes.iter().all(|c| c.parse::<i64>().is_ok()) {
-            serde_json::Value::from(self.predicted_class(i))
-        } else {
-            serde_json::Value::from(classes.get(i).map_or("", String::as_str))
-        }
-    }
-
-    /// The `GET /model` body.
-    pub(crate) fn metadata_body(&self) -> Bytes {
-        self.inner.metadata.clone()
-    }
-
-    /// The `GET /health` body.
-    pub(crate) fn health_body(&self) -> Bytes {
-        self.inner.health.clone()
-    }
-
-    /// The largest accepted request body, in bytes.
-    pub(crate) fn body_limit(&self) -> usize {
-        self.inner.body_limit
-    }
-
-    /// Most rows one batch request may carry.
-    pub(crate) fn max_batch_rows(&self) -> usize {
-        self.inner.max_batch_rows
+        self.with_settings(|s| {
+            s.body_limit = body_limit;
+            s.timeout = timeout;
+        })
     }
 
     /// The same state with another cap on the rows of a batch request.
     #[must_use]
     pub fn with_max_batch_rows(self, max_batch_rows: usize) -> Self {
-        let mut inner = Arc::unwrap_or_clone(self.inner);
-        inner.max_batch_rows = max_batch_rows;
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.with_settings(|s| s.max_batch_rows = max_batch_rows)
     }
 
     /// The same state with API keys required (`None`: no keys, every route is open).
     #[must_use]
     pub fn with_api_keys(self, keys: Option<ApiKeys>) -> Self {
-        let mut inner = Arc::unwrap_or_clone(self.inner);
-        inner.api_keys = keys;
-        Self {
-            inner: Arc::new(inner),
+        self.with_settings(|s| s.api_keys = keys)
+    }
+
+    /// The same state with another cap on the requests served at once (`MAX_IN_FLIGHT`).
+    #[must_use]
+    pub fn with_max_in_flight(self, max_in_flight: usize) -> Self {
+        self.with_settings(|s| s.max_in_flight = max_in_flight)
+    }
+
+    /// The model version being served now: take it once per request and use it to the
+    /// end.
+    pub fn served(&self) -> Arc<Served> {
+        self.inner.served.load_full()
+    }
+
+    /// The model being served now (a snapshot, as [`AppState::served`]).
+    pub fn model(&self) -> Arc<Served> {
+        self.served()
+    }
+
+    /// The version being served now.
+    pub fn version(&self) -> String {
+        self.inner.served.load().version().to_string()
+    }
+
+    /// Serve `next` from now on; requests in flight finish on the one they took.
+    pub(crate) fn swap(&self, next: Arc<Served>) {
+        self.inner.served.store(next);
+    }
+
+    /// The live refresh, if on.
+    pub(crate) fn refresh(&self) -> Option<&Arc<Refresh>> {
+        self.inner.refresh.as_ref()
+    }
+
+    /// One refresh check now, swapping in a new version if it verifies. Blocking I/O:
+    /// call it off the async threads (see [`AppState::run_refresh`]).
+    pub fn refresh_now(&self) {
+        if let Some(r) = self.refresh()
+            && let Some(next) = r.check(&self.served())
+        {
+            self.swap(next);
         }
+    }
+
+    /// The plain server's refresh: a check every interval (longer after failures), each
+    /// on the blocking pool, never on the request path. Returns at once when refresh is
+    /// off; otherwise runs until the runtime stops.
+    pub async fn run_refresh(self) {
+        let Some(refresh) = self.refresh().cloned() else {
+            return;
+        };
+        tracing::info!(
+            interval_s = refresh.interval().as_secs(),
+            "model refresh on: checking latest"
+        );
+        loop {
+            tokio::time::sleep(refresh.until_due().max(Duration::from_millis(10))).await;
+            let state = self.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || state.refresh_now()).await {
+                tracing::error!(error = %e, "model refresh check did not finish");
+            }
+        }
+    }
+
+    /// Under Lambda, where nothing runs between invocations: at the start of an
+    /// invocation, check if the interval has passed.
+    pub async fn refresh_if_due(&self) {
+        if self.refresh().is_some_and(|r| r.is_due()) {
+            let state = self.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || state.refresh_now()).await {
+                tracing::error!(error = %e, "model refresh check did not finish");
+            }
+        }
+    }
+
+    /// The `GET /model` body of the version served now.
+    pub(crate) fn metadata_body(&self) -> Bytes {
+        let status = self.refresh().map(|r| r.status_json());
+        self.served().metadata_body(status)
+    }
+
+    /// The largest accepted request body, in bytes.
+    pub(crate) fn body_limit(&self) -> usize {
+        self.inner.settings.body_limit
+    }
+
+    /// Most rows one batch request may carry.
+    pub(crate) fn max_batch_rows(&self) -> usize {
+        self.inner.settings.max_batch_rows
     }
 
     /// The API keys requests need, if any.
     pub(crate) fn api_keys(&self) -> Option<&ApiKeys> {
-        self.inner.api_keys.as_ref()
+        self.inner.settings.api_keys.as_ref()
     }
 
     /// How long a request body may take to arrive.
     pub(crate) fn timeout(&self) -> Duration {
-        self.inner.timeout
-    }
-}
-
-/// Load shedding (`crate::limits`).
-impl AppState {
-    /// The same state with another cap on the requests served at once (`MAX_IN_FLIGHT`).
-    #[must_use]
-    pub fn with_max_in_flight(self, max_in_flight: usize) -> Self {
-        let mut inner = Arc::unwrap_or_clone(self.inner);
-        inner.max_in_flight = max_in_flight;
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.inner.settings.timeout
     }
 
     /// Most requests served at once; one more is answered 503.
     pub(crate) fn max_in_flight(&self) -> usize {
-        self.inner.max_in_flight
+        self.inner.settings.max_in_flight
     }
-}
-
-fn index_i64(i: usize) -> i64 {
-    i64::try_from(i).unwrap_or(i64::MAX)
 }
 
 /// Where the model came from, as `GET /model` shows it: an S3 URI whole; for a local store
@@ -268,40 +287,12 @@ fn public_source(uri: &ModelUri) -> String {
     }
 }
 
-/// The training parameters with local file paths (the trainer's `data`, `test_data`)
-/// reduced to their file names; `s3://` locations are kept.
-fn without_local_paths(
-    training: &serde_json::Map<String, serde_json::Value>,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = training.clone();
-    for key in ["data", "test_data"] {
-        if let Some(serde_json::Value::String(path)) = out.get_mut(key)
-            && !path.starts_with("s3://")
-        {
-            let name = std::path::Path::new(path.as_str())
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            *path = name;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn model_metadata_shows_no_local_paths() {
-        let mut t = serde_json::Map::new();
-        t.insert("data".into(), "/home/me/secret/digits.csv".into());
-        t.insert("test_data".into(), "s3://bucket/holdout.csv".into());
-        t.insert("seed".into(), 42.into());
-        let t = without_local_paths(&t);
-        assert_eq!(t["data"], "digits.csv");
-        assert_eq!(t["test_data"], "s3://bucket/holdout.csv");
-        assert_eq!(t["seed"], 42);
+    fn model_sources_show_no_local_directories() {
         let local = ModelUri::parse("/srv/models/digits").expect("uri");
         assert_eq!(public_source(&local), "local store: digits");
         let v = "20261127T000000.000Z-000000000000";

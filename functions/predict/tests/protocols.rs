@@ -234,7 +234,8 @@ async fn mlflow_formats_agree_with_predict() {
         .iter()
         .map(|p| json!(state.model().label(p).parse::<i64>().unwrap()))
         .collect();
-    let names = &state.model().artifact().feature_names;
+    let served = state.model();
+    let names = &served.artifact().feature_names;
 
     // Columns in reverse order: matched by name.
     let rev_names: Vec<&String> = names.iter().rev().collect();
@@ -520,7 +521,8 @@ async fn metrics_count_requests_latencies_and_predictions() {
     ] {
         assert!(has(line), "missing {line:?} in\n{text}");
     }
-    let a = state.model().artifact();
+    let served = state.model();
+    let a = served.artifact();
     assert!(
         text.contains(&format!(
             "predict_model_info{{name=\"digits\",version=\"{}\",model_id=\"{}\"",
@@ -570,7 +572,8 @@ async fn mlflow_invocations_read_hostile_bodies_within_their_bounds() {
     let (_, _, a) = support::digits_model();
     let state = support::state_for(&a).with_max_batch_rows(3);
     let app = predict::app(state.clone());
-    let names = &state.model().artifact().feature_names;
+    let served = state.model();
+    let names = &served.artifact().feature_names;
     let row = |x: &str| vec![x; 64].join(",");
     let csv = |body: String| {
         let app = app.clone();

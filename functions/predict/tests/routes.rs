@@ -60,7 +60,8 @@ async fn predict_image_answers_like_the_original_plus_label_and_probabilities() 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     let expected = state.model().predict(row).unwrap();
-    let label = state.model().label(&expected);
+    let served = state.model();
+    let label = served.label(&expected);
     assert_eq!(v["predicted_class"], json!(label.parse::<i64>().unwrap()));
     assert_eq!(v["label"], label);
     assert_eq!(v["predicted_class"], 0, "row 0 is a zero");
@@ -123,7 +124,8 @@ async fn health_and_model_metadata() {
     let (status, _, v) = send(&app, get("/health")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["status"], "ok");
-    let a = state.model().artifact();
+    let served = state.model();
+    let a = served.artifact();
     assert_eq!(v["model_id"], a.model_id);
 
     let (status, headers, v) = send(&app, get("/model")).await;

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::{MatchedPath, Request};
@@ -23,6 +23,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
+use crate::refresh::CheckResult;
 use crate::state::AppState;
 
 /// Every route template of the router, as `MatchedPath` spells it. A path that matched
@@ -97,43 +98,58 @@ pub(crate) struct Metrics {
     series: Box<[Series]>,
     predictions: Box<[AtomicU64]>,
     classes: Vec<String>,
-    /// `predict_model_info` and `predict_model_loaded_timestamp_seconds`, rendered once.
-    model_lines: String,
+    /// The served model and its refresh, read at scrape time.
+    state: AppState,
 }
 
 impl Metrics {
-    /// Counters for the model `state` serves; "loaded" is now (the app is built right
-    /// after the model is loaded).
+    /// Counters for the model `state` serves (its classes, for the predictions).
     pub(crate) fn new(state: &AppState) -> Self {
-        let a = state.model().artifact();
-        let loaded = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let mut model_lines = String::new();
+        let classes = state.served().classes().to_vec();
+        Self {
+            series: (0..(ROUTES.len() + 1) * N_STATUSES)
+                .map(|_| Series::default())
+                .collect(),
+            predictions: classes.iter().map(|_| AtomicU64::new(0)).collect(),
+            classes,
+            state: state.clone(),
+        }
+    }
+
+    /// `predict_model_info`, `predict_model_loaded_timestamp_seconds` of the version
+    /// served now, and the live refresh's checks by result.
+    fn model_lines(&self, out: &mut String) {
+        let served = self.state.served();
+        let a = served.artifact();
         let _ = write!(
-            model_lines,
+            out,
             "# HELP predict_model_info The model being served (always 1).\n\
              # TYPE predict_model_info gauge\n\
              predict_model_info{{name=\"{}\",version=\"{}\",model_id=\"{}\",created_at=\"{}\",n_features=\"{}\",n_classes=\"{}\"}} 1\n\
-             # HELP predict_model_loaded_timestamp_seconds When the model was loaded, in seconds since the Unix epoch.\n\
+             # HELP predict_model_loaded_timestamp_seconds When the served version was loaded, in seconds since the Unix epoch.\n\
              # TYPE predict_model_loaded_timestamp_seconds gauge\n\
-             predict_model_loaded_timestamp_seconds{{model_id=\"{}\"}} {loaded:.3}\n",
+             predict_model_loaded_timestamp_seconds{{model_id=\"{}\"}} {:.3}\n",
             escape(&a.name),
-            escape(state.version()),
+            escape(served.version()),
             escape(&a.model_id),
             escape(&a.created_at),
             a.n_features(),
             a.classes.len(),
             escape(&a.model_id),
+            served.loaded_at(),
         );
-        Self {
-            series: (0..(ROUTES.len() + 1) * N_STATUSES)
-                .map(|_| Series::default())
-                .collect(),
-            predictions: a.classes.iter().map(|_| AtomicU64::new(0)).collect(),
-            classes: a.classes.clone(),
-            model_lines,
+        if let Some(refresh) = self.state.refresh() {
+            out.push_str(
+                "# HELP model_reloads_total Checks of the model's latest pointer, by result: unchanged, loaded (a new version served), refused (it failed verification), error (the store failed).\n\
+                 # TYPE model_reloads_total counter\n",
+            );
+            for (result, n) in CheckResult::ALL.iter().zip(refresh.counts()) {
+                let _ = writeln!(
+                    out,
+                    "model_reloads_total{{result=\"{}\"}} {n}",
+                    result.as_str()
+                );
+            }
         }
     }
 
@@ -232,7 +248,7 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
-        out.push_str(&self.model_lines);
+        self.model_lines(&mut out);
         out
     }
 }

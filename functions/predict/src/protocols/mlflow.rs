@@ -65,6 +65,8 @@ use utoipa::ToSchema;
 use super::metrics::Predicted;
 use crate::body::{is_json, json_error, media_type, read_limited};
 use crate::error::AppError;
+use crate::model_version::HEADER as MODEL_VERSION;
+use crate::served::Served;
 use crate::state::AppState;
 
 /// The scoring routes.
@@ -219,7 +221,8 @@ pub(crate) async fn invocations(
     let (parts, body) = req.into_parts();
     let csv = content_is_csv(&parts.headers)?;
     let bytes = read_limited(&state, &parts.headers, body).await?;
-    let features = Features::new(&state);
+    let served = state.served();
+    let features = Features::new(&served);
     let max_rows = state.max_batch_rows();
     let frame = if csv {
         parse_csv(&bytes, &features, max_rows)?
@@ -227,9 +230,11 @@ pub(crate) async fn invocations(
         parse_json(&bytes, &features, max_rows)?
     };
     drop(bytes);
-    let classes = predict(&state, &frame)?;
+    let classes = predict(&served, &frame)?;
     drop(frame);
-    let mut res = (StatusCode::OK, answer(&state, &classes)).into_response();
+    let mut res = (StatusCode::OK, answer(&served, &classes)).into_response();
+    res.headers_mut()
+        .insert(MODEL_VERSION, served.version_header());
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -274,7 +279,7 @@ fn content_is_csv(headers: &HeaderMap) -> Result<bool, MlflowError> {
 
 /// The predicted class of every row, predicted 256 rows at a time so that the model's
 /// per-row results (probabilities) never exist for the whole batch at once.
-fn predict(state: &AppState, frame: &Frame) -> Result<Vec<usize>, AppError> {
+fn predict(state: &Served, frame: &Frame) -> Result<Vec<usize>, AppError> {
     let n = frame.features;
     let mut classes = Vec::with_capacity(frame.rows);
     let mut scratch = Vec::new();
@@ -311,7 +316,7 @@ fn shift_row(e: ModelError, start: usize) -> ModelError {
 
 /// `{"predictions":[...]}`, written directly (one label and a comma a row) into a buffer
 /// sized exactly beforehand.
-fn answer(state: &AppState, classes: &[usize]) -> Vec<u8> {
+fn answer(state: &Served, classes: &[usize]) -> Vec<u8> {
     let labels: Vec<Vec<u8>> = (0..state.model().classes().len())
         .map(|i| serde_json::to_vec(&state.label_value(i)).unwrap_or_else(|_| b"null".to_vec()))
         .collect();
@@ -353,8 +358,8 @@ struct Features<'a> {
 }
 
 impl<'a> Features<'a> {
-    fn new(state: &'a AppState) -> Self {
-        Self::of(&state.model().artifact().feature_names)
+    fn new(served: &'a Served) -> Self {
+        Self::of(&served.artifact().feature_names)
     }
 
     fn of(names: &'a [String]) -> Self {

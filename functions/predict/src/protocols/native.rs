@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::metrics::Predicted;
 use crate::body::{check_content_type, read_limited};
 use crate::error::AppError;
+use crate::model_version::HEADER as MODEL_VERSION;
 use crate::request::{self, Input};
 use crate::state::AppState;
 
@@ -29,7 +30,7 @@ fn json(body: impl Into<Body>) -> Response {
     responses(super::openapi::HealthResponses)
 )]
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    json(state.health_body())
+    json(state.served().health_body())
 }
 
 #[utoipa::path(
@@ -62,13 +63,13 @@ pub(crate) async fn predict(
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
     let bytes = read_limited(&state, &parts.headers, body).await?;
-    let model = &state.model();
+    let model = &state.served();
     let (out, predicted) =
         match request::parse_with_max_rows(&bytes, model.n_features(), state.max_batch_rows())? {
             Input::One(row) => {
                 let p = model.predict(&row)?;
                 let answer = Answer {
-                    predicted_class: state.predicted_class(p.class_index),
+                    predicted_class: model.predicted_class(p.class_index),
                     label: model.label(&p),
                     probabilities: &p.probabilities,
                 };
@@ -83,7 +84,7 @@ pub(crate) async fn predict(
                     predictions: preds
                         .iter()
                         .map(|p| Answer {
-                            predicted_class: state.predicted_class(p.class_index),
+                            predicted_class: model.predicted_class(p.class_index),
                             label: model.label(p),
                             probabilities: &p.probabilities,
                         })
@@ -101,6 +102,8 @@ pub(crate) async fn predict(
         };
     // Counted per class by the metrics layer.
     let mut res = json(out);
+    res.headers_mut()
+        .insert(MODEL_VERSION, model.version_header());
     res.extensions_mut().insert(predicted);
     Ok(res)
 }

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use super::{docs, mlflow, native, v2};
+use crate::served::Served;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -344,9 +345,9 @@ pub(crate) fn document(state: &AppState) -> Value {
         }
     }
 
-    let model = state.model();
+    let model = state.served();
     let a = model.artifact();
-    let row = example_row(state);
+    let row = example_row(&model);
     let rows = vec![row.clone(), row.clone()];
     let f = row.len();
     let name = a.name.clone();
@@ -403,7 +404,7 @@ pub(crate) fn document(state: &AppState) -> Value {
                 for p in params {
                     match p.get("name").and_then(Value::as_str) {
                         Some("name") => p["example"] = json!(name),
-                        Some("version") => p["example"] = json!(state.version()),
+                        Some("version") => p["example"] = json!(model.version()),
                         _ => {}
                     }
                 }
@@ -435,8 +436,8 @@ const DIGIT_ZERO: [f64; 64] = [
 
 /// A valid input row for examples: a real digit for a 64-pixel model, else the training
 /// mean (finite and of the right length by construction).
-fn example_row(state: &AppState) -> Vec<f64> {
-    let a = state.model().artifact();
+fn example_row(model: &Served) -> Vec<f64> {
+    let a = model.artifact();
     if a.n_features() == DIGIT_ZERO.len() && a.feature_names.first().is_some_and(|n| n == "pixel_0")
     {
         DIGIT_ZERO.to_vec()

@@ -23,6 +23,8 @@ use utoipa::ToSchema;
 use super::metrics::Predicted;
 use crate::body::{is_json, json_error, media_type, read_limited};
 use crate::error::AppError;
+use crate::model_version::HEADER as MODEL_VERSION;
+use crate::served::Served;
 use crate::state::AppState;
 
 /// The name of the one input in the model metadata (any name is accepted).
@@ -162,8 +164,8 @@ pub(crate) struct ModelRef {
 }
 
 /// The model `r` names, or a 404.
-fn resolve(state: &AppState, r: &ModelRef) -> Result<(), V2Error> {
-    let a = state.model().artifact();
+fn resolve(served: &Served, r: &ModelRef) -> Result<(), V2Error> {
+    let a = served.artifact();
     if r.name != a.name {
         return Err(V2Error::new(
             StatusCode::NOT_FOUND,
@@ -173,13 +175,13 @@ fn resolve(state: &AppState, r: &ModelRef) -> Result<(), V2Error> {
             ),
         ));
     }
-    if let Some(v) = r.version.as_ref().filter(|v| *v != state.version()) {
+    if let Some(v) = r.version.as_ref().filter(|v| *v != served.version()) {
         return Err(V2Error::new(
             StatusCode::NOT_FOUND,
             format!(
                 "unknown version {v:?} of model {:?}; this server serves version {:?}",
                 r.name,
-                state.version()
+                served.version()
             ),
         ));
     }
@@ -212,13 +214,12 @@ pub(crate) struct ModelMetadata {
     outputs: Vec<TensorMetadata>,
 }
 
-fn metadata(state: &AppState) -> ModelMetadata {
-    let m = state.model();
+fn metadata(m: &Served) -> ModelMetadata {
     let f = i64::try_from(m.n_features()).unwrap_or(i64::MAX);
     let c = i64::try_from(m.classes().len()).unwrap_or(i64::MAX);
     ModelMetadata {
         name: m.artifact().name.clone(),
-        versions: vec![state.version().to_string()],
+        versions: vec![m.version().to_string()],
         platform: "rust_logistic_regression",
         inputs: vec![TensorMetadata {
             name: INPUT_NAME,
@@ -250,8 +251,9 @@ pub(crate) async fn model_metadata(
     State(state): State<AppState>,
     Path(r): Path<ModelRef>,
 ) -> Result<Response, V2Error> {
-    resolve(&state, &r)?;
-    Ok(ok_json(&metadata(&state)))
+    let served = state.served();
+    resolve(&served, &r)?;
+    Ok(ok_json(&metadata(&served)))
 }
 
 /// Metadata of one version of the model.
@@ -288,7 +290,7 @@ pub(crate) async fn model_ready(
     State(state): State<AppState>,
     Path(r): Path<ModelRef>,
 ) -> Result<Response, V2Error> {
-    resolve(&state, &r)?;
+    resolve(&state.served(), &r)?;
     Ok(ok_json(&ModelReady {
         name: r.name,
         ready: true,
@@ -431,7 +433,8 @@ pub(crate) async fn infer(
     Path(r): Path<ModelRef>,
     req: Request,
 ) -> Result<Response, V2Error> {
-    resolve(&state, &r)?;
+    let served = state.served();
+    resolve(&served, &r)?;
     let (parts, body) = req.into_parts();
     let header_len = binary_header_length(&parts.headers)?;
     match media_type(&parts.headers)? {
@@ -459,8 +462,10 @@ pub(crate) async fn infer(
             other => other.into(),
         }
     })?;
-    let answer = run(&state, request, &binary)?;
+    let answer = run(&state, &served, request, &binary)?;
     let mut res = ok_json(&answer.0);
+    res.headers_mut()
+        .insert(MODEL_VERSION, served.version_header());
     res.extensions_mut().insert(answer.1);
     Ok(res)
 }
@@ -876,10 +881,10 @@ fn read_data(
 
 fn run(
     state: &AppState,
+    model: &Served,
     request: InferRequest<'_>,
     binary: &[u8],
 ) -> Result<(InferResponse, Predicted), V2Error> {
-    let model = state.model();
     let [input] = <[RequestInput; 1]>::try_from(request.inputs).map_err(|inputs| {
         V2Error::bad(format!(
             "expected exactly one input tensor of shape [N, {}], got {}",
@@ -1019,7 +1024,7 @@ fn run(
     Ok((
         InferResponse {
             model_name: model.artifact().name.clone(),
-            model_version: state.version().to_string(),
+            model_version: model.version().to_string(),
             id: request.id,
             outputs,
         },
