@@ -39,6 +39,10 @@ impl Budget {
         if live > limit {
             // Lifted first: printing the backtrace allocates.
             LIMIT.store(usize::MAX, Relaxed);
+            if std::thread::panicking() {
+                // The panic is the crash; it may hold the backtrace lock, so only let it go on.
+                return;
+            }
             eprintln!(
                 "==fuzz== allocation of {size} bytes takes this input to {live} live bytes, over its budget (limit {limit})\n{}",
                 Backtrace::force_capture()
@@ -66,8 +70,10 @@ unsafe impl GlobalAlloc for Budget {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        Self::grow(new_size);
-        LIVE.fetch_sub(layout.size(), Relaxed);
+        match new_size.checked_sub(layout.size()) {
+            Some(more) => Self::grow(more),
+            None => _ = LIVE.fetch_sub(layout.size() - new_size, Relaxed),
+        }
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
