@@ -1,5 +1,6 @@
-//! The command line: `trainer fit | compare | generate | split`. Every flag can also be set
-//! by the environment variable shown in `--help`; the defaults train `data/digits.csv`.
+//! The command line: `trainer fit | compare | generate | split | models`. Every flag can
+//! also be set by the environment variable shown in `--help`; the defaults train
+//! `data/digits.csv`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use model::store::{Location, ModelUri};
 use crate::data::{self, GenerateSpec};
 use crate::error::TrainError;
 use crate::progress::Progress;
+use crate::registry;
 use crate::report::{self, CompareReport, CompareRow, FitReport, RowSource};
 use crate::solver::SolverKind;
 use crate::train::{self, Mode, TrainConfig};
@@ -37,6 +39,78 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Write the seeded stratified train / holdout split as two CSV files (for reference runs).
     Split(SplitArgs),
+    /// Manage a model's versions in a store: list, show, promote (and roll back), prune.
+    Models(ModelsArgs),
+}
+
+/// `trainer models`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+/// The registry verbs. A model is named `<store>/<name>`: a directory or `s3://bucket/prefix`,
+/// then the model name (e.g. `artifacts/digits`, `s3://bucket/models/digits`).
+#[derive(Debug, Clone, Subcommand)]
+pub enum ModelsCommand {
+    /// List a model's versions, newest first: created_at, model_id, holdout accuracy, data
+    /// sha256; `*` marks the version `latest` names. Each version is verified.
+    List(ListArgs),
+    /// Show one version's metadata and metrics (default: the one `latest` names).
+    Show(ShowArgs),
+    /// Verify a version, then make `latest` name it; to roll back, promote an older version.
+    /// Prints what `latest` was and is. A version that fails verification changes nothing.
+    Promote(PromoteArgs),
+    /// Delete the oldest versions beyond the newest --keep, never the one `latest` names.
+    Prune(PruneArgs),
+}
+
+/// `trainer models list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// The model: <store>/<name>.
+    pub model: String,
+    /// Print JSON instead of a table.
+    #[arg(long, env = "TRAINER_JSON")]
+    pub json: bool,
+}
+
+/// `trainer models show`.
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// The model or one version: <store>/<name>[/<version>].
+    pub model: String,
+    /// Print JSON instead of a table.
+    #[arg(long, env = "TRAINER_JSON")]
+    pub json: bool,
+}
+
+/// `trainer models promote`.
+#[derive(Debug, Clone, Args)]
+pub struct PromoteArgs {
+    /// The version to promote: <store>/<name>/<version>.
+    pub version: String,
+    /// Print JSON instead of text.
+    #[arg(long, env = "TRAINER_JSON")]
+    pub json: bool,
+}
+
+/// `trainer models prune`.
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// The model: <store>/<name>.
+    pub model: String,
+    /// Versions to keep, newest first; the one `latest` names is kept besides them.
+    #[arg(long, env = "TRAINER_PRUNE_KEEP")]
+    pub keep: usize,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long, env = "TRAINER_PRUNE_DRY_RUN")]
+    pub dry_run: bool,
+    /// Print JSON instead of text.
+    #[arg(long, env = "TRAINER_JSON")]
+    pub json: bool,
 }
 
 /// Where the data comes from and how it is split.
@@ -232,6 +306,66 @@ pub fn run(cli: Cli) -> Result<(), TrainError> {
         }
         Command::Generate(a) => generate(&a),
         Command::Split(a) => split(&a),
+        Command::Models(a) => {
+            print!("{}", models(&a.command)?);
+            Ok(())
+        }
+    }
+}
+
+/// Open the store of a `<store>/<name>[/<version>]` argument.
+fn open_model(arg: &str) -> Result<(ModelUri, Box<dyn model::store::ObjectStore>), TrainError> {
+    let uri = ModelUri::parse(arg)?;
+    let store = storage::open_store(&uri.root)?;
+    Ok((uri, store))
+}
+
+fn output<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<String, TrainError> {
+    if json {
+        let mut s = serde_json::to_string_pretty(value)?;
+        s.push('\n');
+        Ok(s)
+    } else {
+        Ok(text(value))
+    }
+}
+
+/// `trainer models ...`: run a registry verb; returns what it prints.
+pub fn models(command: &ModelsCommand) -> Result<String, TrainError> {
+    match command {
+        ModelsCommand::List(a) => {
+            let (uri, store) = open_model(&a.model)?;
+            output(
+                a.json,
+                &registry::list(store.as_ref(), &uri)?,
+                registry::Listing::table,
+            )
+        }
+        ModelsCommand::Show(a) => {
+            let (uri, store) = open_model(&a.model)?;
+            output(
+                a.json,
+                &registry::show(store.as_ref(), &uri)?,
+                registry::Shown::table,
+            )
+        }
+        ModelsCommand::Promote(a) => {
+            let (uri, store) = open_model(&a.version)?;
+            output(
+                a.json,
+                &registry::promote(store.as_ref(), &uri)?,
+                registry::Promoted::text,
+            )
+        }
+        ModelsCommand::Prune(a) => {
+            let (uri, store) = open_model(&a.model)?;
+            let pruned = registry::prune(store.as_ref(), &uri, a.keep, a.dry_run)?;
+            output(a.json, &pruned, registry::Pruned::text)
+        }
     }
 }
 

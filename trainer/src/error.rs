@@ -36,6 +36,17 @@ pub enum TrainError {
     /// The artifact store (or reading data through it) failed.
     #[error(transparent)]
     Store(#[from] model::StoreError),
+    /// A registry verb (`trainer models ...`) refused or stopped; `unchanged` says what it
+    /// left as it was.
+    #[error("{what} ({unchanged}): {source}")]
+    Refused {
+        /// What was refused, e.g. `cannot promote artifacts/digits/<version>`.
+        what: String,
+        /// What is as it was, e.g. `latest is unchanged`.
+        unchanged: &'static str,
+        /// Why.
+        source: model::StoreError,
+    },
     /// The model crate refused the artifact or a prediction.
     #[error(transparent)]
     Model(#[from] model::ModelError),

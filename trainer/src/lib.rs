@@ -13,5 +13,6 @@ pub mod solver;
 pub use error::TrainError;
 pub mod cli;
 pub mod progress;
+pub mod registry;
 pub mod report;
 pub mod train;

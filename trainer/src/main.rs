@@ -9,8 +9,24 @@ fn main() -> ExitCode {
     match trainer::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("trainer: error: {:#}", anyhow::Error::from(e));
+            eprintln!("trainer: error: {}", one_line(&anyhow::Error::from(e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `a: b: c`, leaving out a cause whose text is already shown:
+/// most messages here embed their cause, and saying it twice helps nobody.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
