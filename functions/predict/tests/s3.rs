@@ -88,3 +88,72 @@ fn s3_down_at_cold_start_fails_within_ten_seconds() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("cannot reach the S3 server"), "{err}");
 }
+
+/// `GET path` on `p`: (status, `x-model-version`, body as JSON).
+fn get_versioned(p: &Running, path: &str) -> (u16, String, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&p.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let version = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-model-version: "))
+        .unwrap_or_default()
+        .to_string();
+    (status, version, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_new_version_in_s3_is_served_live_and_an_outage_keeps_the_old_one() {
+    let mut server = S3Server::start();
+    let store = server.store("models");
+    let (d, _, digits) = support::digits_model();
+    let first = publish(&store, &digits).unwrap();
+    let mut cmd = predict(&server, &server.uri("models/digits"));
+    cmd.env("MODEL_REFRESH_SECONDS", "1");
+    let p = Running::start(cmd);
+    assert_eq!(get_versioned(&p, "/health").1, first.version);
+
+    let (train, _) = support::split(&d);
+    let other = support::centroid_artifact(&d, &train[..700], "digits");
+    let second = publish(&store, &other).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get_versioned(&p, "/health").1 != second.version {
+        assert!(Instant::now() < deadline, "{} not served live", second.version);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Unchanged: a check costs one small request a second, never a model download.
+    let before = server.requests().len();
+    std::thread::sleep(Duration::from_millis(3_000));
+    let checks: Vec<_> = server.requests().into_iter().skip(before).collect();
+    assert!(
+        (2..=4).contains(&checks.len()),
+        "expected about 3 checks in 3 s: {checks:?}"
+    );
+    assert!(
+        checks.iter().all(|(_, _, key)| key.ends_with("/latest")),
+        "{checks:?}"
+    );
+
+    // S3 goes away: the served version stays, /model says why, checks go on with backoff.
+    server.stop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let doc = loop {
+        let (_, _, doc) = get_versioned(&p, "/model");
+        if doc["refresh"]["result"] == "error" {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "the outage is not reported: {doc}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(doc["version"], second.version.as_str(), "{doc}");
+    assert!(doc["refresh"]["reason"].as_str().unwrap().contains("latest"), "{doc}");
+    let body = json!({ "image": d.rows[0] }).to_string();
+    let (status, answer) = support::http(&p.addr, "POST", "/predict", Some(&body));
+    assert_eq!(status, 200, "{answer}");
+}
