@@ -3,7 +3,8 @@
 #   1. up: s3 healthy, train exits 0, predict healthy (bounded wait, time reported)
 #   2. the original's request, POST /predict {"image": [64 numbers]}, from the host to the
 #      published loopback port and from another container on the stack's network by name
-#   3. restart predict: it reloads from S3 and reports the same model id (GET /model)
+#   3. restart predict: it reloads from S3 and reports the same model id (GET /model);
+#      run the train service again: predict serves the new version without a restart
 #   4. stop s3: predict keeps answering from memory
 #   5. down -v: no container, network or volume of the project is left
 # Everything it starts is removed on exit, pass or fail. Images come from `make image`.
@@ -22,6 +23,7 @@ export COMPOSE_FILE=infra/docker-compose.yml
 COMPOSE_PROJECT_NAME="digits-test-$(date +%s)-$$"
 export COMPOSE_PROJECT_NAME
 export PREDICT_PORT= # empty: an ephemeral port on 127.0.0.1
+export MODEL_REFRESH_SECONDS=2
 export IMAGE_TAG=$tag
 project=$COMPOSE_PROJECT_NAME
 client=$project-client
@@ -115,6 +117,21 @@ wait_healthy predict 60
 id_after=$(model_id)
 [[ $id_before == "$id_after" ]] || fail "model id changed across a restart: $id_before -> $id_after"
 log "restart: same model id $id_after"
+
+model_version() {
+    local answer
+    answer=$("$probe" "$(host_url)/model") || fail "GET /model failed"
+    grep -oE '"version": *"[^"]+"' <<<"$answer" | head -n1 | sed -E 's/.*"([^"]+)"$/\1/'
+}
+version_before=$(model_version)
+compose run --rm --no-deps train >/dev/null 2>&1 || fail "running the train service again failed"
+start=$SECONDS
+until [[ $(model_version) != "$version_before" ]]; do
+    ((SECONDS - start < 30)) || fail "the new version was not served within 30 s (still $version_before)"
+    sleep 1
+done
+restarts=$(docker inspect -f '{{.RestartCount}}' "$(service_id predict)")
+log "train again: predict serves $(model_version) (was $version_before) after $((SECONDS - start))s, $restarts restarts"
 
 # 4. S3 gone: predict answers from memory
 compose stop s3 >/dev/null 2>&1

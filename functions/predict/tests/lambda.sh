@@ -7,10 +7,12 @@
 #      and check the answers;
 #   4. call the function-URL path of the emulator over HTTP with curl (a prediction and an
 #      error);
+#   5. publish a new version while the emulator runs: after MODEL_REFRESH_SECONDS, the next
+#      invocation answers from it (x-model-version), with no restart;
 #   (the init error a missing model reports is checked by tests/init_error.rs, not here:
 #   cargo-lambda 1.9.2's emulator answers the function's /runtime/init/error POST only
 #   some of the time, so a check through it would be flaky);
-#   5. stop the emulator this script started (its own process group, by id) and clean up.
+#   6. stop the emulator this script started (its own process group, by id) and clean up.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -56,7 +58,7 @@ start_watch() {
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     start_in_background "$work/watch-$1.log" cargo lambda watch --package predict --bin predict \
         --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port" \
-        --env-var "MODEL_URI=$2" --env-var "RUST_LOG=info"
+        --env-var "MODEL_URI=$2" --env-var "RUST_LOG=info" --env-var "MODEL_REFRESH_SECONDS=1"
     wait_until_ready "$started_pid" "cargo lambda watch ($1)" 60 port_open "$port"
 }
 
@@ -108,4 +110,24 @@ health="$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/lambda
 [[ "$health" == 200 ]] || fail "GET /health through the function URL: $health"
 echo "test-lambda: ok  function URL GET /health: 200"
 
+
+# 5. Live refresh: a new version is served by the next invocation after the interval.
+version_of() { # the x-model-version of GET /health through the function URL
+    curl -sS -D - -o /dev/null "http://127.0.0.1:$port/lambda-url/predict/health" |
+        tr -d '\r' | awk -F': ' 'tolower($1) == "x-model-version" { print $2 }'
+}
+before="$(version_of)"
+[[ -n "$before" ]] || fail "no x-model-version header on GET /health"
+if [[ -x "$target_dir/debug/trainer" ]] &&
+    "$target_dir/debug/trainer" fit --data data/digits.csv --seed 7 --alphas 1 --store "$store" >"$work/train2.log" 2>&1; then
+    :
+else
+    cargo run --quiet -p predict --example test_model -- "$store" >/dev/null
+fi
+sleep 1.5
+after="$(version_of)"
+latest="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$model_uri/latest")"
+[[ "$after" == "$latest" && "$after" != "$before" ]] ||
+    fail "after a new publish and the refresh interval: serving $after, latest is $latest (was $before)"
+echo "test-lambda: ok  live refresh: $before -> $after without a restart"
 echo "test-lambda: ${#events[@]} events and the function URL passed"
