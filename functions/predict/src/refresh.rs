@@ -1,5 +1,7 @@
 //! Live model refresh: when `MODEL_URI` names a model (not a version), its `latest`
-//! pointer is checked every `MODEL_REFRESH_SECONDS`; a new version is loaded and verified
+//! pointer is checked every `MODEL_REFRESH_SECONDS` (a conditional read: on S3 a GET with
+//! `If-None-Match` on the pointer's ETag, so an unchanged model costs one small request
+//! and never a download); a new version is loaded and verified
 //! off the request path (checksum against the pointer, model_id, shapes, the same feature
 //! names as the served model unless `MODEL_ALLOW_SCHEMA_CHANGE`, a warm-up prediction),
 //! and only then handed back to be swapped in. A version that fails any of that is
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use model::store::{ObjectStore, load, read_latest};
+use model::store::{ObjectStore, load, read_latest_if_changed};
 
 use crate::served::Served;
 
@@ -74,8 +76,10 @@ pub(crate) struct Refresh {
     settings: RefreshSettings,
     status: Mutex<Status>,
     counts: [AtomicU64; 4],
-    /// One check at a time: a check that finds another running returns at once.
-    running: Mutex<()>,
+    /// One check at a time: a check that finds another running returns at once. Holds
+    /// the tag (ETag, or content hash locally) of the pointer that names the served
+    /// version, so an unchanged pointer costs one conditional request.
+    running: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Refresh {
@@ -104,7 +108,7 @@ impl Refresh {
                 next_due,
             }),
             counts: Default::default(),
-            running: Mutex::new(()),
+            running: Mutex::new(None),
         }
     }
 
@@ -143,10 +147,10 @@ impl Refresh {
     /// served one stays (unchanged, refused, the store failed, or another check is
     /// running).
     pub(crate) fn check(&self, current: &Served) -> Option<Arc<Served>> {
-        let Ok(_one) = self.running.try_lock() else {
+        let Ok(mut tag) = self.running.try_lock() else {
             return None;
         };
-        let (result, reason, next) = match self.try_load(current) {
+        let (result, reason, next) = match self.try_load(current, &mut tag) {
             Ok(None) => (CheckResult::Unchanged, None, None),
             Ok(Some(next)) => (CheckResult::Loaded, None, Some(next)),
             Err((result, reason)) => (result, Some(reason), None),
@@ -188,12 +192,22 @@ impl Refresh {
     }
 
     /// `Ok(None)`: `latest` names the served version. `Err`: why the served one stays.
-    fn try_load(&self, current: &Served) -> Result<Option<Arc<Served>>, (CheckResult, String)> {
+    /// `tag` is the served pointer's tag; it moves only when the version it names is the
+    /// one served (so a refused version is tried again at the next check).
+    fn try_load(
+        &self,
+        current: &Served,
+        tag: &mut Option<String>,
+    ) -> Result<Option<Arc<Served>>, (CheckResult, String)> {
         let store = self.store.as_ref();
         let name = &self.settings.name;
-        let latest = read_latest(store, name)
-            .map_err(|e| (CheckResult::Error, format!("reading latest: {e}")))?;
+        let Some((latest, new_tag)) = read_latest_if_changed(store, name, tag.as_deref())
+            .map_err(|e| (CheckResult::Error, format!("reading latest: {e}")))?
+        else {
+            return Ok(None);
+        };
         if latest.version == current.version() {
+            *tag = Some(new_tag);
             return Ok(None);
         }
         // `load` reads the pointer again and checks the version against its checksum.
@@ -225,6 +239,9 @@ impl Refresh {
             Ok(_) => return Err(refuse("the warm-up prediction is not finite".into())),
             Err(e) => return Err(refuse(format!("the warm-up prediction failed: {e}"))),
         }
+        // The pointer may have moved again between the two reads: keep the tag only when
+        // it still names the version loaded.
+        *tag = (version == latest.version).then_some(new_tag);
         Ok(Some(Arc::new(Served::new(
             model,
             version,
