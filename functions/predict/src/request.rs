@@ -349,4 +349,41 @@ mod tests {
             "{e}"
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn rows(features: usize) -> impl Strategy<Value = Vec<Vec<f64>>> {
+            let value = prop_oneof![any::<i32>().prop_map(f64::from), -1e300..1e300_f64];
+            proptest::collection::vec(proptest::collection::vec(value, features), 0..20)
+        }
+
+        proptest! {
+            #[test]
+            fn valid_bodies_parse_back_to_their_rows(rows in rows(3)) {
+                let body = serde_json::json!({"instances": rows}).to_string();
+                let parsed = parse_with_max_rows(body.as_bytes(), 3, 100).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(parsed, Input::Many(rows.clone()));
+                if let Some(first) = rows.first() {
+                    let body = serde_json::json!({"image": first}).to_string();
+                    prop_assert_eq!(parse(body.as_bytes(), 3).ok(), Some(Input::One(first.clone())));
+                }
+            }
+
+            #[test]
+            fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200), features in 0_usize..70, max_rows in 0_usize..5) {
+                let _ = parse_with_max_rows(&body, features, max_rows);
+            }
+
+            #[test]
+            fn json_like_text_never_panics_and_stays_within_the_caps(body in "[\\[\\]{}:,\"a-z0-9.eE+-]{0,200}", max_rows in 0_usize..4) {
+                let text = format!("{{\"instances\": {body}");
+                if let Ok(Input::Many(rows)) = parse_with_max_rows(text.as_bytes(), 2, max_rows) {
+                    prop_assert!(rows.len() <= max_rows);
+                    prop_assert!(rows.iter().all(|r| r.len() == 2));
+                }
+            }
+        }
+    }
 }

@@ -1107,4 +1107,36 @@ mod tests {
             assert!(e.contains(needle), "{bad}: {e:?} lacks {needle:?}");
         }
     }
+
+    mod properties {
+        use super::super::{Datatype, read_data};
+        use proptest::prelude::*;
+        use serde_json::value::RawValue;
+
+        proptest! {
+            #[test]
+            fn flat_and_nested_data_read_the_same_values(n in 0_usize..6, f in 1_usize..6, seed in any::<u64>()) {
+                let values: Vec<f64> = (0..n * f).map(|i| ((seed >> (i % 64)) & 0xff) as f64 - 100.0).collect();
+                let nested: Vec<&[f64]> = values.chunks(f).collect();
+                let dt = Datatype::parse("FP64").ok_or_else(|| TestCaseError::fail("FP64"))?;
+                for text in [serde_json::to_string(&values), serde_json::to_string(&nested)] {
+                    let text = text.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let raw: &RawValue = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let got = read_data(raw, dt, n, f, "x").map_err(|e| TestCaseError::fail(e.error))?;
+                    prop_assert_eq!(&got, &values);
+                }
+            }
+
+            #[test]
+            fn any_json_data_never_panics_and_never_exceeds_the_shape(text in "[\\[\\]{}:,\"a-z0-9.eE+-]{0,120}", n in 0_usize..5, f in 1_usize..5, dt in 0_usize..10) {
+                let names = ["FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"];
+                let dt = names.get(dt).and_then(|d| Datatype::parse(d)).ok_or_else(|| TestCaseError::fail("dt"))?;
+                if let Ok(raw) = serde_json::from_str::<&RawValue>(&text)
+                    && let Ok(values) = read_data(raw, dt, n, f, "x")
+                {
+                    prop_assert_eq!(values.len(), n * f);
+                }
+            }
+        }
+    }
 }
