@@ -36,6 +36,7 @@ fmt:
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 hack-check: ## test: check that workspace-hack still gives every member the test build's features
 	CARGO=$(CARGO) workspace-hack/check.sh
@@ -50,4 +51,4 @@ test: tools fmt-check hack-check clippy test-rust $(TEST_EXTRA) ## test: install
 
 tools: $(TOOLS)
 
-bench: bench-train bench-serve ## bench: every benchmark (bench-train + bench-serve)
+bench: bench-train bench-serve bench-refresh ## bench: every benchmark (bench-train + bench-serve + bench-refresh)
