@@ -94,7 +94,11 @@ fn get_versioned(p: &Running, path: &str) -> (u16, String, Value) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(&p.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
@@ -104,7 +108,11 @@ fn get_versioned(p: &Running, path: &str) -> (u16, String, Value) {
         .find_map(|l| l.strip_prefix("x-model-version: "))
         .unwrap_or_default()
         .to_string();
-    (status, version, serde_json::from_str(body).unwrap_or(Value::Null))
+    (
+        status,
+        version,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
 }
 
 #[test]
@@ -123,7 +131,11 @@ fn a_new_version_in_s3_is_served_live_and_an_outage_keeps_the_old_one() {
     let second = publish(&store, &other).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while get_versioned(&p, "/health").1 != second.version {
-        assert!(Instant::now() < deadline, "{} not served live", second.version);
+        assert!(
+            Instant::now() < deadline,
+            "{} not served live",
+            second.version
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -148,11 +160,20 @@ fn a_new_version_in_s3_is_served_live_and_an_outage_keeps_the_old_one() {
         if doc["refresh"]["result"] == "error" {
             break doc;
         }
-        assert!(Instant::now() < deadline, "the outage is not reported: {doc}");
+        assert!(
+            Instant::now() < deadline,
+            "the outage is not reported: {doc}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(doc["version"], second.version.as_str(), "{doc}");
-    assert!(doc["refresh"]["reason"].as_str().unwrap().contains("latest"), "{doc}");
+    assert!(
+        doc["refresh"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("latest"),
+        "{doc}"
+    );
     let body = json!({ "image": d.rows[0] }).to_string();
     let (status, answer) = support::http(&p.addr, "POST", "/predict", Some(&body));
     assert_eq!(status, 200, "{answer}");
