@@ -111,7 +111,9 @@ async fn v2_shapes_are_checked_before_anything_is_allocated_for_them() {
     // The fuzz reproducers (fuzz/regressions/routes/), byte for byte after the route byte:
     // once a panic (capacity overflow) and a 1.6 GB allocation.
     for name in ["v2-shape-max-by-zero", "v2-shape-1e8-by-zero"] {
-        let file = support::repo_root().join("fuzz/regressions/routes").join(name);
+        let file = support::repo_root()
+            .join("fuzz/regressions/routes")
+            .join(name);
         let bytes = std::fs::read(&file).unwrap();
         let (s, v) = send(&app, "POST", path, &[JSON], bytes[1..].to_vec()).await;
         assert_eq!(s, 422, "{name}: {v}");
