@@ -7,7 +7,7 @@ LAMBDA_PORT ?= 9000
 # Issue 3: the Lambda zip must not exceed 5 MB.
 LAMBDA_ZIP_LIMIT ?= 5000000
 
-.PHONY: serve watch invoke build-lambda bench-serve test-lambda tool-cargo-lambda tool-wrk
+.PHONY: serve watch invoke build-lambda bench-serve bench-refresh test-lambda tool-cargo-lambda tool-wrk
 
 serve: ## serve: serve the model at MODEL_URI (default artifacts/digits) on HOST:PORT (0.0.0.0:8000)
 	MODEL_URI=$(MODEL_URI) $(CARGO) run --release -p predict --bin predict
@@ -28,6 +28,9 @@ build-lambda: tool-cargo-lambda ## lambda: cargo lambda build --release: the zip
 
 bench-serve: tool-wrk ## bench: predict vs the Python original vs bare axum (wrk -t2 -c32), cold start, RSS
 	bench/serve/run.sh
+
+bench-refresh: tool-wrk ## bench: live refresh: publish -> first new answer, p99 during swaps vs steady, S3 requests when idle
+	bench/refresh/run.sh
 
 test-lambda: tool-cargo-lambda ## test: every event fixture and the function URL through cargo lambda watch
 	functions/predict/tests/lambda.sh
