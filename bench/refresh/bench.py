@@ -381,10 +381,10 @@ def main():
     ap.add_argument("--stores", default="local,s3")
     ap.add_argument("--interval", type=int, default=1)
     ap.add_argument("--trials", type=int, default=10)
-    ap.add_argument("--duration", type=int, default=20)
+    ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--publish-every", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--window", type=int, default=30)
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -432,7 +432,7 @@ def main():
 
     print()
     print(f"| store | publish -> new answers, median (min-max) ms | wait (poll phase) | load+verify+swap | "
-          f"-> first answer | steady p50 / p99 ms | swaps p50 / p99 ms | p99 swaps/steady |")
+          f"-> first answer | steady p50 / p99 ms | swaps p50 / p99 ms | p99 swaps/steady, median (range) of pairs |")
     print("|---|---|---|---|---|---|---|---|")
     for kind in a.stores.split(","):
         r = result.get(kind)
@@ -443,7 +443,7 @@ def main():
         print(f"| {kind} | {f(r['total_ms'])} | {f(r['wait_ms'])} | {f(r['load_ms'], 2)} | {f(r['answer_ms'], 2)} | "
               f"{r['steady']['p50_ms']['median']:.2f} / {r['steady']['p99_ms']['median']:.2f} | "
               f"{r['swaps']['p50_ms']['median']:.2f} / {r['swaps']['p99_ms']['median']:.2f} | "
-              f"{min(ratios):.2f}-{max(ratios):.2f} |")
+              f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
     if "s3" in result and "idle" in result["s3"]:
         i = result["s3"]["idle"]
         print()

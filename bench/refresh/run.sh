@@ -6,7 +6,7 @@
 # no-op publishes (side by side, alternating), and the store requests of an unchanged model
 # (S3). See bench/refresh/bench.py. Writes reports/bench-refresh.json.
 #
-# Environment: TRIALS (10), DURATION (wrk seconds, 20), ROUNDS (steady/swaps pairs, 2),
+# Environment: TRIALS (10), DURATION (wrk seconds, 10), ROUNDS (steady/swaps pairs, 4),
 # WINDOW (idle seconds, 30), STORES (local,s3; s3 only when s3s-fs is installed),
 # PREDICT_BIN / TRAINER_BIN (other builds).
 set -euo pipefail
@@ -34,5 +34,5 @@ mkdir -p reports
 exec python3 bench/refresh/bench.py \
     --predict "${PREDICT_BIN:-$target_dir/release/predict}" \
     --trainer "${TRAINER_BIN:-$target_dir/release/trainer}" \
-    --stores "$stores" --trials "${TRIALS:-10}" --duration "${DURATION:-20}" \
-    --rounds "${ROUNDS:-2}" --window "${WINDOW:-30}" --json reports/bench-refresh.json
+    --stores "$stores" --trials "${TRIALS:-10}" --duration "${DURATION:-10}" \
+    --rounds "${ROUNDS:-4}" --window "${WINDOW:-30}" --json reports/bench-refresh.json
