@@ -3,18 +3,18 @@
 
 use axum::http::Uri;
 
-use crate::app;
+use axum::Router;
+
 use crate::state::AppState;
 
-/// Run `app(state)` under the Lambda runtime (API Gateway REST and HTTP APIs, ALB,
-/// function URLs). A REST API stage prefix (`/prod/predict`) is removed from the path, so
-/// the routes are the same behind every front door.
+/// Run `router` (the app over `state`) under the Lambda runtime (API Gateway REST and HTTP
+/// APIs, ALB, function URLs). A REST API stage prefix (`/prod/predict`) is removed from
+/// the path, so the routes are the same behind every front door.
 ///
 /// Nothing runs between invocations under Lambda (the environment is frozen), so the
 /// live model refresh is checked at the start of the first invocation after its interval.
-pub async fn run_lambda(state: AppState) -> Result<(), lambda_http::Error> {
-    let router =
-        app(state.clone()).layer(axum::middleware::from_fn_with_state(state, refresh_first));
+pub(crate) async fn run(router: Router, state: AppState) -> Result<(), lambda_http::Error> {
+    let router = router.layer(axum::middleware::from_fn_with_state(state, refresh_first));
     let svc = tower::ServiceBuilder::new()
         .map_request(strip_stage)
         .service(router);

@@ -42,11 +42,10 @@ use axum::routing::{get, post};
 pub use config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_MODEL_URI, DEFAULT_TIMEOUT};
 pub use error::{AppError, StartupError};
 pub use health_check::check_health;
-pub use lambda::run_lambda;
 pub use logging::init_tracing;
 pub use request::{Input, parse as parse_input};
 pub use served::Served;
-pub use server::{ServerLimits, serve};
+pub use server::ServerLimits;
 pub use state::AppState;
 
 /// The router: `POST /predict`, `GET /health`, `GET /model`, the other protocols, JSON
@@ -79,6 +78,22 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(protocols::metrics_layer(&state))
         .with_state(state)
+}
+
+/// Serve `app(state)` over plain HTTP on `listener` within `limits` until SIGTERM or
+/// Ctrl-C (see `server`); requests in flight complete before this returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
+    server::serve_router(listener, app(state), limits).await
+}
+
+/// Run `app(state)` under the Lambda runtime (see `lambda`): every front door Lambda has,
+/// the model refreshed at the start of the first invocation after the interval.
+pub async fn run_lambda(state: AppState) -> Result<(), lambda_http::Error> {
+    lambda::run(app(state.clone()), state).await
 }
 
 async fn not_found(method: Method, uri: Uri) -> AppError {

@@ -53,10 +53,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use crate::app;
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::state::AppState;
 
 /// At most this many connections over the cap are being answered 503 at once; beyond
 /// it, a connection over the cap is closed without an answer.
@@ -122,16 +120,20 @@ impl ServerLimits {
     }
 }
 
-/// Serve `app(state)` on `listener` within `limits` until SIGTERM or Ctrl-C; requests in
-/// flight complete before this returns (each connection still within its timeouts).
-pub async fn serve(listener: TcpListener, state: AppState, limits: ServerLimits) -> io::Result<()> {
+/// Serve `router` (the app) on `listener` within `limits` until SIGTERM or Ctrl-C;
+/// requests in flight complete before this returns (each connection still within its
+/// timeouts).
+pub(crate) async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+) -> io::Result<()> {
     let max = limits.max_connections;
     raise_open_file_limit(
         u64::try_from(max)
             .unwrap_or(u64::MAX)
             .saturating_add(OTHER_FILES),
     );
-    let router = app(state);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout.saturating_add(limits.idle_timeout))

@@ -16,6 +16,7 @@ pub(crate) mod docs;
 pub(crate) mod metrics;
 pub(crate) mod mlflow;
 pub(crate) mod native;
+pub(crate) mod native_schema;
 pub(crate) mod openapi;
 pub(crate) mod v2;
 

@@ -27,7 +27,7 @@ fn json(body: impl Into<Body>) -> Response {
     get,
     path = "/health",
     tag = "predict",
-    responses(super::openapi::HealthResponses)
+    responses(super::native_schema::HealthResponses)
 )]
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
     json(state.served().health_body())
@@ -37,7 +37,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
     get,
     path = "/model",
     tag = "predict",
-    responses(super::openapi::ModelResponses)
+    responses(super::native_schema::ModelResponses)
 )]
 pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
     json(state.metadata_body())
@@ -55,7 +55,7 @@ struct Batch<'a> {
     predictions: Vec<Answer<'a>>,
 }
 
-#[utoipa::path(post, path = "/predict", tag = "predict", request_body = super::openapi::PredictRequest, responses(super::openapi::PredictResponses))]
+#[utoipa::path(post, path = "/predict", tag = "predict", request_body = super::native_schema::PredictRequest, responses(super::native_schema::PredictResponses))]
 pub(crate) async fn predict(
     State(state): State<AppState>,
     req: Request,
