@@ -256,7 +256,7 @@ fn two_promotions_at_once_leave_latest_whole_on_one_of_them() {
     both(|f| {
         let v = f.publish("digits", 2);
         for round in 0..10 {
-            let mut children: Vec<_> = v
+            let children: Vec<_> = v
                 .iter()
                 .map(|version| {
                     f.trainer()
