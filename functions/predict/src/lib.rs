@@ -72,10 +72,7 @@ pub fn app(state: AppState) -> Router {
             limits::shed,
         ))
         .layer(middleware::map_response(json_errors::rewrite))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            model_version::header,
-        ))
+        .layer(model_version::VersionLayer::new(state.clone()))
         .layer(protocols::metrics_layer(&state))
         .with_state(state)
 }

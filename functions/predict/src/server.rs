@@ -49,7 +49,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -295,7 +295,15 @@ async fn serve_connection(
     let mut conn = std::pin::pin!(http.serve_connection(io, service));
     let mut stopping = false;
     loop {
-        let deadline = activity.deadline(&limits);
+        // The watchdog is never woken by the connection's own reads and requests (that
+        // would cost a wake-up of this task per request): it wakes at the phase's deadline
+        // or one header timeout from now, whichever comes first, and looks at the phase
+        // then. A head that starts while the connection is idle or busy is so still cut
+        // off exactly at its own deadline: the next wake is at most one header timeout
+        // away and re-arms at that deadline.
+        let now = Instant::now();
+        let check = now + limits.header_timeout;
+        let wake = activity.deadline(&limits).map_or(check, |d| d.min(check));
         tokio::select! {
             done = conn.as_mut() => {
                 if let Err(e) = done {
@@ -303,25 +311,17 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = sleep_until(deadline) => {
+            () = tokio::time::sleep_until(wake) => {
                 if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
                     tracing::debug!("connection closed: header or idle timeout");
                     return;
                 }
             }
-            () = activity.changed.notified() => {}
             _ = stopped.changed(), if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -339,12 +339,11 @@ enum Phase {
     Busy { requests: usize },
 }
 
-/// A connection's phase, updated by its reads ([`Watched`]) and its requests, and a
-/// wake-up for its watchdog when the phase changes.
+/// A connection's phase, updated by its reads ([`Watched`]) and its requests; read by
+/// its watchdog when it wakes.
 #[derive(Debug)]
 struct Activity {
     phase: Mutex<Phase>,
-    changed: Notify,
 }
 
 impl Activity {
@@ -353,18 +352,12 @@ impl Activity {
             phase: Mutex::new(Phase::First {
                 since: Instant::now(),
             }),
-            changed: Notify::new(),
         }
     }
 
     fn set(&self, f: impl FnOnce(Phase) -> Phase) {
         let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
-        let next = f(*phase);
-        if next != *phase {
-            *phase = next;
-            drop(phase);
-            self.changed.notify_one();
-        }
+        *phase = f(*phase);
     }
 
     /// Bytes arrived: between requests, they start the next request's header.

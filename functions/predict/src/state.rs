@@ -187,6 +187,11 @@ impl AppState {
         self.served()
     }
 
+    /// The `x-model-version` value of the version served now.
+    pub(crate) fn version_header(&self) -> axum::http::HeaderValue {
+        self.inner.served.load().version_header()
+    }
+
     /// The version being served now.
     pub fn version(&self) -> String {
         self.inner.served.load().version().to_string()

@@ -190,10 +190,11 @@ fn valid_image() -> Vec<u8> {
 fn a_thousand_stalled_connections_do_not_starve_a_client_and_are_closed_by_the_header_timeout() {
     const STALLED: usize = 1000;
     // Long enough that opening them all and serving the client fits well inside it on a
-    // busy 2-core machine (opening takes about 1 s there).
-    let header_timeout = Duration::from_millis(4000);
+    // busy 2-core machine (opening takes about 1 s there, and over 4 s while the same
+    // cores build release images).
+    let header_timeout = Duration::from_millis(10_000);
     raise_open_file_limit(4 * STALLED as u64);
-    let (server, _dir) = start(&[("HEADER_TIMEOUT_MS", "4000"), ("IDLE_TIMEOUT_MS", "30000")]);
+    let (server, _dir) = start(&[("HEADER_TIMEOUT_MS", "10000"), ("IDLE_TIMEOUT_MS", "30000")]);
     let image = valid_image();
 
     // Half send nothing, half the start of a header; all of them then hold.
