@@ -5,10 +5,16 @@
 //! status and headers; answers that are already JSON (ours, V2's, MLflow's) pass as they
 //! are, and success answers are never touched.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Serialize;
+use tower::{Layer, Service};
 
 /// The most of a non-JSON error body kept as the message.
 const MAX_MESSAGE: usize = 1024;
@@ -24,7 +30,89 @@ struct Detail<'a> {
     message: &'a str,
 }
 
-/// The `map_response` function of the layer.
+/// The layer. A plain tower layer: success answers and JSON errors pass through with no
+/// allocation; only an error answer to rewrite takes a boxed future (its body is read).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonErrorsLayer;
+
+impl<S> Layer<S> for JsonErrorsLayer {
+    type Service = JsonErrors<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        JsonErrors { inner }
+    }
+}
+
+/// See [`JsonErrorsLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct JsonErrors<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for JsonErrors<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = JsonErrorsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        JsonErrorsFuture::Inner {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`JsonErrors`].
+    #[project = JsonErrorsProj]
+    pub(crate) enum JsonErrorsFuture<F> {
+        /// Waiting for the inner answer.
+        Inner { #[pin] inner: F },
+        /// Rewriting an error answer that is not JSON.
+        Rewriting { rewrite: Pin<Box<dyn Future<Output = Response> + Send>> },
+    }
+}
+
+impl<F, E> Future for JsonErrorsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                JsonErrorsProj::Inner { inner } => {
+                    let res = std::task::ready!(inner.poll(cx));
+                    match res {
+                        Ok(r) if needs_rewrite(&r) => {
+                            self.set(JsonErrorsFuture::Rewriting {
+                                rewrite: Box::pin(rewrite(r)),
+                            });
+                        }
+                        other => return Poll::Ready(other),
+                    }
+                }
+                JsonErrorsProj::Rewriting { rewrite } => {
+                    return rewrite.as_mut().poll(cx).map(Ok);
+                }
+            }
+        }
+    }
+}
+
+/// An error answer whose body is not JSON.
+fn needs_rewrite(res: &Response) -> bool {
+    let status = res.status();
+    (status.is_client_error() || status.is_server_error()) && !is_json(res)
+}
+
+/// Our JSON error body in place of `res`'s, keeping its status and headers.
 pub(crate) async fn rewrite(res: Response) -> Response {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&res) {

@@ -67,11 +67,8 @@ pub fn app(state: AppState) -> Router {
         router = router.layer(middleware::from_fn_with_state(keys.clone(), auth::require));
     }
     router
-        .layer(middleware::from_fn_with_state(
-            limits::InFlight::new(state.max_in_flight()),
-            limits::shed,
-        ))
-        .layer(middleware::map_response(json_errors::rewrite))
+        .layer(limits::InFlight::new(state.max_in_flight()))
+        .layer(json_errors::JsonErrorsLayer)
         .layer(model_version::VersionLayer::new(state.clone()))
         .layer(protocols::metrics_layer(&state))
         .with_state(state)

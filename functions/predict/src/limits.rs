@@ -18,10 +18,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, Service};
 
 use crate::error::AppError;
 
@@ -51,16 +55,86 @@ impl InFlight {
     }
 }
 
-/// The middleware (`axum::middleware::from_fn_with_state(InFlight::new(max), shed)`):
-/// take a slot or refuse at once; the slot is released when the handler has answered,
-/// or when the request is dropped (the client went away).
-pub(crate) async fn shed(State(limit): State<InFlight>, req: Request, next: Next) -> Response {
-    if EXEMPT.contains(&req.uri().path()) {
-        return next.run(req).await;
+impl<S> Layer<S> for InFlight {
+    type Service = Shed<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Shed {
+            inner,
+            limit: self.clone(),
+        }
     }
-    match limit.slots.try_acquire_owned() {
-        Ok(_slot) => next.run(req).await,
-        Err(_) => AppError::Overloaded(limit.max).into_response(),
+}
+
+/// The layer's service: take a slot or refuse at once; the slot is released when the
+/// handler has answered, or when the request is dropped (the client went away). A plain
+/// tower service (no boxed future): it is on every request.
+#[derive(Clone, Debug)]
+pub(crate) struct Shed<S> {
+    inner: S,
+    limit: InFlight,
+}
+
+impl<S> Service<Request> for Shed<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ShedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let slot = if EXEMPT.contains(&req.uri().path()) {
+            None
+        } else {
+            match Arc::clone(&self.limit.slots).try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    return ShedFuture::Refused {
+                        answer: Some(AppError::Overloaded(self.limit.max).into_response()),
+                    };
+                }
+            }
+        };
+        ShedFuture::Served {
+            inner: self.inner.call(req),
+            _slot: slot,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Shed`].
+    #[project = ShedProj]
+    pub(crate) enum ShedFuture<F> {
+        /// Refused at once.
+        Refused { answer: Option<Response> },
+        /// Served, holding a slot (none on an exempt route) until it answers.
+        Served {
+            #[pin]
+            inner: F,
+            _slot: Option<OwnedSemaphorePermit>,
+        },
+    }
+}
+
+impl<F, E> Future for ShedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ShedProj::Refused { answer } => match answer.take() {
+                Some(a) => Poll::Ready(Ok(a)),
+                None => Poll::Pending,
+            },
+            ShedProj::Served { inner, .. } => inner.poll(cx),
+        }
     }
 }
 
@@ -92,10 +166,7 @@ mod tests {
             )
             .route("/fast", get(|| async { "fast" }))
             .route("/health", get(|| async { "ok" }))
-            .layer(axum::middleware::from_fn_with_state(
-                InFlight::new(max),
-                shed,
-            ))
+            .layer(InFlight::new(max))
     }
 
     fn get_req(path: &str) -> Request {

@@ -27,8 +27,8 @@
 //! for the next request on a keep-alive connection (`State::idle` re-arms it), so the
 //! idle wait and the header would share one bound. Each connection task here tracks the
 //! connection's phase (first request, idle, reading a head, serving a request) from its
-//! reads and its requests, and drops the connection at the phase's deadline. hyper's own
-//! timer stays set, at `HEADER_TIMEOUT_MS + IDLE_TIMEOUT_MS`, as a backstop.
+//! reads and its requests, and drops the connection at the phase's deadline. hyper gets no
+//! timer at all: its header timeout would register a timer for every request.
 //!
 //! Not here: the cap on requests in flight (`crate::limits`, a router layer, so it also
 //! applies under Lambda) and the body size and body-read timeout (`crate::body`).
@@ -46,7 +46,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -135,9 +135,9 @@ pub(crate) async fn serve_router(
             .saturating_add(OTHER_FILES),
     );
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout.saturating_add(limits.idle_timeout))
-        .max_header_size(MAX_HEADER_BYTES)
+    // No hyper timer: its header timeout would arm a timer for every request (the
+    // watchdog below bounds heads and idle connections instead).
+    http.max_header_size(MAX_HEADER_BYTES)
         .max_buf_size(MAX_BUF_BYTES);
     let refusal = Bytes::from(refusal(max));
     let slots = Arc::new(Semaphore::new(max));
