@@ -12,6 +12,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on the rows of one batch request.
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 10_000;
+/// Default of `MAX_IN_FLIGHT`: a 2-core instance computes a
+/// prediction in microseconds, so 64 requests at once is already a deep queue; each holds
+/// at most one body (`BODY_LIMIT_BYTES`) and its parse, which bounds the memory of a burst.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 /// Default model location, as `make train-par` publishes it.
 pub const DEFAULT_MODEL_URI: &str = "artifacts/digits";
 
@@ -65,7 +69,7 @@ pub struct Config {
     pub max_connections: usize,
     /// Most requests being served at once; beyond it a request is answered 503 with
     /// `Retry-After` at once (load shedding).
-    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 64)]
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// API keys, comma-separated: when any is set (here or in `API_KEYS_FILE`), every
     /// route but the health routes needs one, as `Authorization: Bearer KEY` or

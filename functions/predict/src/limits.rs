@@ -29,11 +29,6 @@ use tower::{Layer, Service};
 
 use crate::error::AppError;
 
-/// Default of `MAX_IN_FLIGHT` (the `Config` default): a 2-core instance computes a
-/// prediction in microseconds, so 64 requests at once is already a deep queue; each holds
-/// at most one body (`BODY_LIMIT_BYTES`) and its parse, which bounds the memory of a burst.
-pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 64;
-
 /// Routes never shed: liveness and readiness probes (the ones that never need an API key).
 const EXEMPT: &[&str] = &["/health", "/ping", "/v2/health/live", "/v2/health/ready"];
 

@@ -16,7 +16,9 @@ use model::Model;
 use model::store::ModelUri;
 
 use crate::auth::ApiKeys;
-use crate::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_MAX_BATCH_ROWS, DEFAULT_TIMEOUT};
+use crate::config::{
+    Config, DEFAULT_BODY_LIMIT, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT,
+};
 use crate::error::StartupError;
 use crate::refresh::{Refresh, RefreshSettings};
 use crate::served::Served;
@@ -57,7 +59,7 @@ impl AppState {
                 timeout: DEFAULT_TIMEOUT,
                 max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
                 api_keys: None,
-                max_in_flight: crate::limits::DEFAULT_MAX_IN_FLIGHT,
+                max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             },
             None,
         )
