@@ -104,6 +104,20 @@ fn connect(addr: &str) -> TcpStream {
     s
 }
 
+/// `POST /predict` of `body` (JSON) on a fresh connection that closes after it.
+fn post_predict(addr: &str, body: &[u8]) -> Answer {
+    let mut s = connect(addr);
+    exchange(
+        &mut s,
+        "POST",
+        "/predict",
+        &[("Content-Type", "application/json")],
+        body,
+        true,
+    )
+    .unwrap()
+}
+
 /// Send one request on `s` (keep-alive unless `close`) and read its answer.
 fn exchange(
     s: &mut TcpStream,
@@ -215,16 +229,7 @@ fn a_thousand_stalled_connections_do_not_starve_a_client_and_are_closed_by_the_h
     let mut slowest = Duration::ZERO;
     for _ in 0..5 {
         let asked = Instant::now();
-        let mut s = connect(&server.addr);
-        let a = exchange(
-            &mut s,
-            "POST",
-            "/predict",
-            &[("Content-Type", "application/json")],
-            &image,
-            true,
-        )
-        .unwrap();
+        let a = post_predict(&server.addr, &image);
         assert_eq!(a.status, 200, "{:?}", String::from_utf8_lossy(&a.body));
         slowest = slowest.max(asked.elapsed());
     }
@@ -465,17 +470,8 @@ fn requests_over_max_in_flight_are_shed_with_503_json_and_retry_after() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
 
-    let mut s = connect(&server.addr);
     let asked = Instant::now();
-    let a = exchange(
-        &mut s,
-        "POST",
-        "/predict",
-        &[("Content-Type", "application/json")],
-        &image,
-        true,
-    )
-    .unwrap();
+    let a = post_predict(&server.addr, &image);
     assert_eq!(a.status, 503, "{a:?}");
     assert!(asked.elapsed() < Duration::from_secs(1), "shedding waited");
     assert_eq!(a.header("retry-after").as_deref(), Some("1"), "{a:?}");
@@ -496,16 +492,7 @@ fn requests_over_max_in_flight_are_shed_with_503_json_and_retry_after() {
         let a = read_answer(s).unwrap();
         assert_eq!(a.status, 200, "{a:?}");
     }
-    let mut s = connect(&server.addr);
-    let a = exchange(
-        &mut s,
-        "POST",
-        "/predict",
-        &[("Content-Type", "application/json")],
-        &image,
-        true,
-    )
-    .unwrap();
+    let a = post_predict(&server.addr, &image);
     assert_eq!(a.status, 200, "{a:?}");
 }
 
@@ -843,15 +830,6 @@ fn mixed_valid_and_invalid_load_gets_no_5xx_and_bounded_memory() {
         "peak RSS {hwm} KiB is over the bound of {PEAK_RSS_BOUND_KIB} KiB"
     );
     // Still answering normally afterwards.
-    let mut s = connect(&server.addr);
-    let a = exchange(
-        &mut s,
-        "POST",
-        "/predict",
-        &[("Content-Type", "application/json")],
-        &valid_image(),
-        true,
-    )
-    .unwrap();
+    let a = post_predict(&server.addr, &valid_image());
     assert_eq!(a.status, 200);
 }
