@@ -1,0 +1,290 @@
+"""infra/template.yaml, translated by aws-sam-translator and deployed to moto's CloudFormation:
+the resources and outputs that docs/deploy.md relies on (`make test-workflows-deploy`)."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import deploy
+
+CIDR = "203.0.113.7/32"
+API_KEYS = "/digits/predict/api-keys"
+# What docs/deploy.md tells a user to read from the stack.
+DOC_OUTPUTS = {
+    "LambdaPredictUrl", "InstancePredictUrl", "ModelUri", "TrainerStore", "RepositoryUri",
+    "InstanceId", "ModelBucketName", "FunctionUrl",
+}
+
+
+@pytest.fixture(scope="module")
+def client(moto: str):
+    return deploy.clients(moto)
+
+
+@pytest.fixture(scope="module")
+def default(moto: str) -> deploy.Deployment:
+    """The stack with every parameter at its default (AllowedCidr has none)."""
+    return deploy.deploy(moto, "digits", {"AllowedCidr": CIDR})
+
+
+@pytest.fixture(scope="module")
+def public(moto: str) -> deploy.Deployment:
+    """The other branch of every condition: a public function URL and API keys."""
+    return deploy.deploy(moto, "digits-public", {
+        "AllowedCidr": CIDR, "FunctionUrlAuthType": "NONE", "ApiKeysParameter": API_KEYS,
+        "ModelPrefix": "prod-models", "ModelName": "digits2", "ReservedConcurrency": "3",
+    })
+
+
+def resource_ids(client: Any, deployment: deploy.Deployment) -> dict[str, str]:
+    name = deployment.stack["StackName"]
+    ids = {
+        # moto gives an AWS::Lambda::Permission no physical id; the tests check its policy.
+        r["LogicalResourceId"]: r.get("PhysicalResourceId", r["ResourceStatus"])
+        for r in client("cloudformation").describe_stack_resources(StackName=name)["StackResources"]
+        if "LogicalResourceId" in r and r["ResourceStatus"] == "CREATE_COMPLETE"
+    }
+    return {**ids, **deployment.created_outside}
+
+
+def statements(doc: Any) -> list[dict[str, Any]]:
+    if isinstance(doc, str):
+        try:
+            doc = json.loads(doc)
+        except json.JSONDecodeError:
+            # moto 5.2.5 keeps the inline policies of a role created by CloudFormation as
+            # Python's repr of the document, not JSON.
+            doc = ast.literal_eval(doc)
+    found = doc["Statement"]
+    return found if isinstance(found, list) else [found]
+
+
+def as_list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+def role_statements(client: Any, role_name: str) -> dict[str, list[dict[str, Any]]]:
+    """Inline policy name -> its statements."""
+    iam = client("iam")
+    return {
+        name: statements(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
+        for name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    }
+
+
+def s3_actions(stmts: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
+    """(action, resource, condition) of every Allow statement that touches S3."""
+    out = []
+    for st in stmts:
+        if st.get("Effect") != "Allow":
+            continue
+        for action in as_list(st["Action"]):
+            if action.startswith("s3:") or action == "*":
+                for resource in as_list(st["Resource"]):
+                    out.append((action, resource, st.get("Condition")))
+    return out
+
+
+def expected_model_read(bucket: str, prefix: str) -> list[tuple[str, str, Any]]:
+    return [
+        ("s3:GetObject", f"arn:aws:s3:::{bucket}/{prefix}/*", None),
+        ("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"StringLike": {"s3:prefix": [f"{prefix}/*"]}}),
+    ]
+
+
+def test_every_resource_is_created(client, default, public):
+    """moto skips types it does not model with only a warning; nothing may go missing here."""
+    for deployment in (default, public):
+        ids = resource_ids(client, deployment)
+        conditions = deployment.translated.get("Conditions", {})
+        values = {p["ParameterKey"]: p["ParameterValue"] for p in deployment.stack["Parameters"]}
+        resolver = deploy.Resolver(deployment.translated, values, {}, None, "s", "us-east-1")
+        for lid, resource in deployment.translated["Resources"].items():
+            if "Condition" in resource and resource["Condition"] in conditions:
+                if not resolver.condition(resource["Condition"]):
+                    assert lid not in ids, f"{lid}: created although its condition is false"
+                    continue
+            assert ids.get(lid), f"{deployment.stack['StackName']}: {lid} ({resource['Type']}) not created"
+
+
+def test_outputs_the_deploy_doc_names(default):
+    out = default.outputs
+    assert DOC_OUTPUTS <= set(out), f"missing outputs: {DOC_OUTPUTS - set(out)}"
+    bucket = out["ModelBucketName"]
+    assert out["TrainerStore"] == f"s3://{bucket}/models"
+    assert out["ModelUri"] == f"s3://{bucket}/models/digits"
+    assert out["FunctionUrl"].startswith("https://") and ".lambda-url.us-east-1.on.aws" in out["FunctionUrl"]
+    # AWS's FunctionUrl ends with "/" (moto's does not), so the output is that URL + "predict".
+    assert out["LambdaPredictUrl"] == out["FunctionUrl"] + "predict"
+    assert out["InstancePredictUrl"].startswith("http://") and out["InstancePredictUrl"].endswith(":8000/predict")
+    assert out["RepositoryUri"].endswith(".dkr.ecr.us-east-1.amazonaws.com/digits-repository")
+    assert out["InstanceId"].startswith("i-")
+
+
+def test_model_bucket_is_private_versioned_encrypted(client, default):
+    s3, bucket = client("s3"), default.outputs["ModelBucketName"]
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True,
+                     "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+    owner = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+    assert owner == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    [deny] = statements(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert deny["Effect"] == "Deny" and deny["Action"] == "s3:*" and deny["Principal"] == "*"
+    assert sorted(deny["Resource"]) == [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def predict_function(client: Any, deployment: deploy.Deployment) -> dict[str, Any]:
+    name = resource_ids(client, deployment)["PredictFunction"]
+    return client("lambda").get_function(FunctionName=name)["Configuration"]
+
+
+def test_predict_function_configuration(client, default):
+    fn = predict_function(client, default)
+    assert fn["Runtime"] == "provided.al2023" and fn["Handler"] == "bootstrap"
+    assert fn["Architectures"] == ["x86_64"]
+    assert fn["MemorySize"] == 128 and fn["Timeout"] == 10
+    assert fn["Environment"]["Variables"] == {"MODEL_URI": default.outputs["ModelUri"], "RUST_LOG": "info"}
+    lam = client("lambda")
+    assert lam.get_function_concurrency(FunctionName=fn["FunctionName"])["ReservedConcurrentExecutions"] == 10
+    groups = client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{fn['FunctionName']}")["logGroups"]
+    assert [g.get("retentionInDays") for g in groups] == [14]
+    # The package deploy.py uploaded (a placeholder: moto never runs it).
+    assert default.packaged.code["PredictFunction"][3] == "placeholder"
+
+
+def test_predict_role_reads_the_model_prefix_only(client, default):
+    fn = predict_function(client, default)
+    role_name = fn["Role"].rsplit("/", 1)[1]
+    iam = client("iam")
+    trust = statements(iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"])
+    assert [s["Principal"] for s in trust] == [{"Service": ["lambda.amazonaws.com"]}]
+    attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]]
+    assert attached == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+    stmts = [s for group in role_statements(client, role_name).values() for s in group]
+    assert s3_actions(stmts) == expected_model_read(default.outputs["ModelBucketName"], "models")
+    assert {a for s in stmts for a in as_list(s["Action"])} == {"s3:GetObject", "s3:ListBucket"}
+
+
+def test_function_url_is_iam_only_by_default(client, default):
+    lam, fn = client("lambda"), predict_function(client, default)
+    url = lam.get_function_url_config(FunctionName=fn["FunctionName"])
+    assert url["AuthType"] == "AWS_IAM"
+    assert url["FunctionUrl"].rstrip("/") == default.outputs["FunctionUrl"].rstrip("/")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_policy(FunctionName=fn["FunctionName"])
+
+
+def test_public_function_url_has_both_permissions(client, public):
+    lam, fn = client("lambda"), predict_function(client, public)
+    assert lam.get_function_url_config(FunctionName=fn["FunctionName"])["AuthType"] == "NONE"
+    stmts = statements(lam.get_policy(FunctionName=fn["FunctionName"])["Policy"])
+    by_action = {s["Action"]: s for s in stmts}
+    assert set(by_action) == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+    assert all(s["Principal"] == "*" and s["Effect"] == "Allow" for s in stmts)
+    assert lam.get_function_concurrency(FunctionName=fn["FunctionName"])["ReservedConcurrentExecutions"] == 3
+    assert fn["Environment"]["Variables"]["MODEL_URI"] == public.outputs["ModelUri"]
+    assert public.outputs["ModelUri"].endswith("/prod-models/digits2")
+
+
+def instance(client: Any, deployment: deploy.Deployment) -> dict[str, Any]:
+    ec2 = client("ec2")
+    [reservation] = ec2.describe_instances(InstanceIds=[deployment.outputs["InstanceId"]])["Reservations"]
+    return reservation["Instances"][0]
+
+
+def instance_role(client: Any, deployment: deploy.Deployment) -> str:
+    profile_arn = instance(client, deployment)["IamInstanceProfile"]["Arn"]
+    profile = client("iam").get_instance_profile(InstanceProfileName=profile_arn.rsplit("/", 1)[1])
+    [role] = profile["InstanceProfile"]["Roles"]
+    return role["RoleName"]
+
+
+def test_instance_role_profile_and_network(client, default):
+    role_name = instance_role(client, default)
+    policies = role_statements(client, role_name)
+    assert set(policies) == {"read-models", "pull-image"}, "no read-api-keys without ApiKeysParameter"
+    assert s3_actions(policies["read-models"]) == expected_model_read(default.outputs["ModelBucketName"], "models")
+    pull = {s["Sid"]: s for s in policies["pull-image"]}
+    assert pull["EcrLogin"]["Resource"] == "*" and pull["EcrLogin"]["Action"] == "ecr:GetAuthorizationToken"
+    assert pull["EcrPull"]["Resource"].endswith(":repository/digits-repository")
+    ec2, inst = client("ec2"), instance(client, default)
+    assert inst["InstanceType"] == "t3.micro"
+    groups = [g["GroupId"] for g in inst["SecurityGroups"]]
+    assert groups == [resource_ids(client, default)["InstanceSecurityGroup"]]
+    [group] = ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]
+    assert [(p["IpProtocol"], p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]])
+            for p in group["IpPermissions"]] == [("tcp", 8000, 8000, [CIDR])]
+    lt_id = resource_ids(client, default)["InstanceLaunchTemplate"]
+    [version] = ec2.describe_launch_template_versions(LaunchTemplateId=lt_id)["LaunchTemplateVersions"]
+    meta = version["LaunchTemplateData"]["MetadataOptions"]
+    assert meta["HttpTokens"] == "required" and int(meta["HttpPutResponseHopLimit"]) == 2
+
+
+def user_data(client: Any, deployment: deploy.Deployment) -> str:
+    attr = client("ec2").describe_instance_attribute(
+        InstanceId=deployment.outputs["InstanceId"], Attribute="userData")
+    return base64.b64decode(attr["UserData"]["Value"]).decode()
+
+
+def test_user_data_is_the_script_behind_four_settings(client, default, public):
+    script = (deploy.ROOT / "infra" / "ec2" / "user-data.sh").read_text()
+    for deployment, keys in ((default, ""), (public, API_KEYS)):
+        text = user_data(client, deployment)
+        head, sep, rest = text.partition("#!/usr/bin/env bash\n")
+        assert sep and rest == script.partition("#!/usr/bin/env bash\n")[2]
+        out = deployment.outputs
+        assert head == (
+            "#!/bin/bash\n"
+            f"export IMAGE_URI='{out['RepositoryUri']}:latest'\n"
+            f"export MODEL_URI='{out['ModelUri']}'\n"
+            "export AWS_REGION='us-east-1'\n"
+            f"export API_KEYS_PARAMETER='{keys}'\n"
+        )
+
+
+def test_api_keys_parameter_grants_that_parameter_only(client, public):
+    policies = role_statements(client, instance_role(client, public))
+    assert set(policies) == {"read-models", "read-api-keys", "pull-image"}
+    keys = {s["Sid"]: s for s in policies["read-api-keys"]}
+    assert keys["ReadApiKeys"]["Action"] == "ssm:GetParameter"
+    assert keys["ReadApiKeys"]["Resource"] == f"arn:aws:ssm:us-east-1:123456789012:parameter{API_KEYS}"
+    assert keys["DecryptApiKeys"]["Condition"] == {"StringEquals": {"kms:ViaService": "ssm.us-east-1.amazonaws.com"}}
+    assert s3_actions(policies["read-models"]) == expected_model_read(public.outputs["ModelBucketName"], "prod-models")
+
+
+def test_a_template_that_lints_but_does_not_deploy_fails(moto):
+    """Two roles with one explicit name: cfn-lint has no objection, CloudFormation (and moto)
+    refuse the second; the deploy must fail naming the resource."""
+    template = deploy.load_template()
+    template["Resources"]["InstanceRole"]["Properties"]["RoleName"] = "digits-duplicate"
+    twin = copy.deepcopy(template["Resources"]["InstanceRole"])
+    template["Resources"]["TwinRole"] = twin
+    path = Path(deploy.ROOT / "target" / "workflows" / "duplicate-role.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(template))
+    with pytest.raises(deploy.DeployError, match=r"digits-duplicate|TwinRole|InstanceRole"):
+        deploy.deploy(moto, "digits-broken", {"AllowedCidr": CIDR}, template_path=path)
+
+
+def test_a_type_moto_cannot_create_is_never_skipped():
+    template = {"Resources": {"Odd": {"Type": "AWS::Bedrock::Agent", "Properties": {}}}}
+    with pytest.raises(deploy.DeployError, match=r"Odd \(AWS::Bedrock::Agent\)"):
+        deploy.split_gaps(template)
+
+
+def test_bad_template_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "t.yaml"
+    bad.write_text("Resources:\n  A:\n    Type: AWS::S3::Bucket\n    Properties:\n      X: !GetAtt Nodot\n")
+    with pytest.raises(deploy.DeployError, match=r"t\.yaml.*line 5.*Nodot"):
+        deploy.load_template(bad)

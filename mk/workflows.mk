@@ -1,0 +1,31 @@
+# Step Functions workflows and the template deployed for real (issue 20): the template turned
+# into plain CloudFormation by aws-sam-translator and created in moto's CloudFormation; state
+# machines executed by moto's Step Functions interpreter with their Lambda calls sent to
+# `cargo lambda watch`. See docs/workflows.md. Included by the root Makefile.
+
+WORKFLOWS_VENV := .venv-workflows
+WORKFLOWS_REQUIREMENTS := infra/workflows/requirements.txt
+WORKFLOWS_PYTEST := $(CURDIR)/$(WORKFLOWS_VENV)/bin/pytest -p no:cacheprovider -q
+
+TOOLS += tool-workflows
+TEST_EXTRA += test-workflows-deploy
+
+.PHONY: tool-workflows test-workflows test-workflows-deploy test-workflows-engine
+
+# (Re)installed whenever the pinned requirements change.
+tool-workflows:
+	@if cmp -s $(WORKFLOWS_REQUIREMENTS) $(WORKFLOWS_VENV)/.requirements 2>/dev/null; then \
+		echo "workflows venv: installed"; \
+	else \
+		python3 -m venv $(WORKFLOWS_VENV) && \
+		$(WORKFLOWS_VENV)/bin/pip install --quiet -r $(WORKFLOWS_REQUIREMENTS) && \
+		cp $(WORKFLOWS_REQUIREMENTS) $(WORKFLOWS_VENV)/.requirements; \
+	fi
+
+test-workflows: test-workflows-deploy test-workflows-engine ## test: both workflow suites (deploy to moto, Step Functions engine)
+
+test-workflows-deploy: tool-workflows ## test: infra/template.yaml through aws-sam-translator into moto's CloudFormation; checks what docs/deploy.md relies on
+	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_deploy.py
+
+test-workflows-engine: tool-workflows tool-cargo-lambda ## test: moto's Step Functions interpreter calling cargo lambda watch: Task, Retry, Catch, Distributed Map over S3
+	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_engine.py
