@@ -8,7 +8,7 @@ WORKFLOWS_REQUIREMENTS := infra/workflows/requirements.txt
 WORKFLOWS_PYTEST := $(CURDIR)/$(WORKFLOWS_VENV)/bin/pytest -p no:cacheprovider -q
 
 TOOLS += tool-workflows
-TEST_EXTRA += test-workflows-deploy
+TEST_EXTRA += test-workflows-deploy test-workflows-engine
 
 .PHONY: tool-workflows test-workflows test-workflows-deploy test-workflows-engine
 
@@ -27,5 +27,11 @@ test-workflows: test-workflows-deploy test-workflows-engine ## test: both workfl
 test-workflows-deploy: tool-workflows ## test: infra/template.yaml through aws-sam-translator into moto's CloudFormation; checks what docs/deploy.md relies on
 	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_deploy.py
 
+# The probe function (infra/workflows/probe-fn) builds in a target directory of its own.
+WORKFLOWS_PROBE := --manifest-path infra/workflows/probe-fn/Cargo.toml
+WORKFLOWS_PROBE_TARGET := CARGO_TARGET_DIR=target/workflows/probe-fn
+
 test-workflows-engine: tool-workflows tool-cargo-lambda ## test: moto's Step Functions interpreter calling cargo lambda watch: Task, Retry, Catch, Distributed Map over S3
+	$(CARGO) fmt $(WORKFLOWS_PROBE) -- --check
+	$(WORKFLOWS_PROBE_TARGET) $(CARGO) clippy --locked --all-targets $(WORKFLOWS_PROBE) -- -D warnings
 	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_engine.py

@@ -7,6 +7,9 @@
 //!   emulator's worker processes); later attempts succeed.
 //! - `fail` (bool): every attempt fails.
 //! - `sleep_ms` (number, at most 10,000): sleep before answering, to make overlap observable.
+//! - `require_results` (array): fail, naming the first index, if any element is null. A
+//!   finishing task checks its Distributed Map's results this way: moto 5.2.5 turns a failed
+//!   iteration into a null result instead of failing the Map (AWS fails it).
 //!
 //! The answer echoes the event with the attempt number, the process id and the start and end
 //! times in milliseconds since the Unix epoch.
@@ -67,6 +70,15 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
         .unwrap_or(0)
         .min(MAX_SLEEP_MS);
     tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+    if let Some(results) = payload.get("require_results").and_then(Value::as_array)
+        && let Some(missing) = results.iter().position(Value::is_null)
+    {
+        return Err(format!(
+            "wf-probe: result {missing} of {} is missing (its map iteration failed)",
+            results.len()
+        )
+        .into());
+    }
     if payload.get("fail").and_then(Value::as_bool) == Some(true) {
         return Err(format!("wf-probe: asked to fail (attempt {attempt})").into());
     }
