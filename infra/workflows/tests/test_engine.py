@@ -205,6 +205,25 @@ def test_distributed_map_over_an_s3_listing(engine):
     assert all(r["echo"]["size"] == 8 for r in results)
 
 
+def test_distributed_map_with_item_selector_from_the_input(engine):
+    """ScoreWorkflow's shape: bucket and prefix from the execution's input, each item built by
+    an ItemSelector from the input and the listed object ($$.Map.Item.Value)."""
+    prefix = f"batch/{uuid.uuid4().hex}/"
+    s3 = engine["client"]("s3")
+    keys = [f"{prefix}f{i}.csv" for i in range(3)]
+    for k in keys:
+        s3.put_object(Bucket=BUCKET, Key=k, Body=b"a\n1\n")
+    reader = {"Resource": "arn:aws:states:::s3:listObjectsV2",
+              "Parameters": {"Bucket.$": "$.bucket", "Prefix.$": "$.prefix"}}
+    definition = distributed_map(reader, {"Records": [{"s3": {
+        "bucket": {"name.$": "$.bucket"}, "object": {"key.$": "$.key"}}}]}, 2)
+    definition["States"]["Fan"]["ItemSelector"] = {"bucket.$": "$.bucket", "key.$": "$$.Map.Item.Value.Key"}
+    described, _ = run(engine, definition, {"bucket": BUCKET, "prefix": prefix})
+    records = [r["echo"]["Records"][0]["s3"] for r in output(described)]
+    assert sorted(r["object"]["key"] for r in records) == keys
+    assert {r["bucket"]["name"] for r in records} == {BUCKET}
+
+
 def test_distributed_map_retries_and_catches_per_item(engine, state_dir):
     keys = [key() for _ in range(4)]
     items = [{"key": k, "fail_first": 1, "fail": i == 3} for i, k in enumerate(keys)]
