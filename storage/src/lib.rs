@@ -13,10 +13,15 @@
 
 mod runtime;
 mod s3;
+mod stream;
 #[cfg(feature = "test-server")]
 pub mod testing;
 
 pub use s3::{S3Options, S3Store};
+pub use stream::{
+    DEFAULT_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, ObjectInfo, READ_STALL_TIMEOUT, ReadCondition,
+    S3Reader, S3Writer,
+};
 
 use model::StoreError;
 use model::store::{LocalStore, Location, ObjectStore};

@@ -78,9 +78,9 @@ const LIST_PAGE_SIZE: i32 = 1000;
 /// An [`ObjectStore`] under an S3 prefix: key `k` lives at `s3://bucket/prefix/k`.
 #[derive(Debug, Clone)]
 pub struct S3Store {
-    client: Client,
-    bucket: String,
-    prefix: String,
+    pub(crate) client: Client,
+    pub(crate) bucket: String,
+    pub(crate) prefix: String,
     /// The configured endpoint, for messages (`None`: AWS itself).
     endpoint: Option<String>,
     /// Keys asked for per ListObjectsV2 page.
@@ -253,7 +253,7 @@ impl S3Store {
     }
 
     /// The full object key of store key `key`.
-    fn object_key(&self, key: &str) -> String {
+    pub(crate) fn object_key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_string()
         } else {
@@ -262,7 +262,7 @@ impl S3Store {
     }
 
     /// Turn an SDK error into a message that names the object and says what is wrong.
-    fn failure<E>(&self, op: &'static str, key: &str, err: &SdkError<E>) -> StoreError
+    pub(crate) fn failure<E>(&self, op: &'static str, key: &str, err: &SdkError<E>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -388,7 +388,7 @@ impl S3Store {
 
 /// An error and its sources as one line, `a: b: c`, without repeats (the SDK's wrappers
 /// often repeat their source's text).
-fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(err);
     while let Some(e) = cur {

@@ -1,0 +1,2 @@
+//! The `score` binary.
+fn main() {}
