@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import time
+import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,8 +225,11 @@ def create_stack(cfn: Any, stack_name: str, body: dict[str, Any], parameters: di
         time.sleep(0.2)
 
 
-# Resource types moto's CloudFormation does not model, created through their APIs instead.
-GAP_TYPES = ("AWS::S3::BucketPolicy", "AWS::Lambda::Url", "AWS::Scheduler::Schedule")
+# moto's CloudFormation creates state machines in its plain Step Functions backend, but with
+# execute_state_machine on, the API (StartExecution, Describe*) serves another backend that never
+# sees them. So state machines are always created through the API (whose ASL parser then also
+# validates each definition), like the types moto does not model.
+ALWAYS_THROUGH_API = ("AWS::StepFunctions::StateMachine",)
 _NO_VALUE = object()
 _SUB_REF = re.compile(r"\$\{(?!!)([A-Za-z0-9_:]+)(?:\.([A-Za-z0-9_.]+))?\}")
 
@@ -358,12 +362,80 @@ def _gap_function_url(client: Any, props: dict[str, Any]) -> tuple[str, dict[str
 
 def _gap_schedule(client: Any, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     args = {k: v for k, v in props.items() if k != "Name"}
-    name = props.get("Name") or f"schedule-{abs(hash(json.dumps(props, sort_keys=True))) % 10**8}"
+    name = props.get("Name") or f"schedule-{uuid.uuid4().hex[:12]}"
     arn = client("scheduler").create_schedule(Name=name, **args)["ScheduleArn"]
     return name, {"Arn": arn}
 
 
+def _gap_state_machine(client: Any, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    definition = props.get("DefinitionString")
+    if definition is None:
+        definition = json.dumps(props["Definition"])
+    for name, value in (props.get("DefinitionSubstitutions") or {}).items():
+        definition = definition.replace("${" + name + "}", str(value))
+    left = _SUB_REF.search(definition)
+    if left:
+        raise DeployError(f"definition: ${{{left.group(1)}}} has no DefinitionSubstitutions entry")
+    name = props.get("StateMachineName") or f"sm-{uuid.uuid4().hex[:12]}"
+    args: dict[str, Any] = {"name": name, "definition": definition, "roleArn": props["RoleArn"],
+                            "type": props.get("StateMachineType", "STANDARD")}
+    for cfn_key, api_key in (("LoggingConfiguration", "loggingConfiguration"),
+                             ("TracingConfiguration", "tracingConfiguration")):
+        if cfn_key in props:
+            args[api_key] = _lower_first_keys(props[cfn_key])
+    if props.get("Tags"):
+        args["tags"] = [{"key": t["Key"], "value": t["Value"]} for t in props["Tags"]]
+    arn = client("stepfunctions").create_state_machine(**args)["stateMachineArn"]
+    return arn, {"Arn": arn, "Name": name}
+
+
+def _lower_first_keys(v: Any) -> Any:
+    """CloudFormation's PascalCase keys -> the Step Functions API's camelCase."""
+    if isinstance(v, dict):
+        return {k[:1].lower() + k[1:]: _lower_first_keys(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_lower_first_keys(x) for x in v]
+    return v
+
+
+def _gap_role(client: Any, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    iam = client("iam")
+    name = props.get("RoleName") or f"role-{uuid.uuid4().hex[:12]}"
+    role = iam.create_role(RoleName=name, Path=props.get("Path", "/"),
+                           AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+                           Description=props.get("Description", ""))["Role"]
+    for policy in props.get("Policies") or []:
+        # SAM writes some policies without "Version" (IAM then assumes 2008-10-17); moto's
+        # PutRolePolicy refuses those, so they get the current version, same statements.
+        document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+        iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"],
+                            PolicyDocument=json.dumps(document))
+    for arn in props.get("ManagedPolicyArns") or []:
+        iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+    return name, {"Arn": role["Arn"], "RoleId": role["RoleId"]}
+
+
+def _gap_rule(client: Any, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    events = client("events")
+    name = props.get("Name") or f"rule-{uuid.uuid4().hex[:12]}"
+    args: dict[str, Any] = {"Name": name, "State": props.get("State", "ENABLED")}
+    for key in ("ScheduleExpression", "Description", "EventBusName", "RoleArn"):
+        if key in props:
+            args[key] = props[key]
+    if "EventPattern" in props:
+        pattern = props["EventPattern"]
+        args["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
+    arn = events.put_rule(**args)["RuleArn"]
+    if props.get("Targets"):
+        events.put_targets(Rule=name, EventBusName=props.get("EventBusName", "default"),
+                           Targets=props["Targets"])
+    return name, {"Arn": arn}
+
+
 GAP_HANDLERS = {
+    "AWS::StepFunctions::StateMachine": _gap_state_machine,
+    "AWS::IAM::Role": _gap_role,
+    "AWS::Events::Rule": _gap_rule,
     "AWS::S3::BucketPolicy": _gap_bucket_policy,
     "AWS::Lambda::Url": _gap_function_url,
     "AWS::Scheduler::Schedule": _gap_schedule,
@@ -463,18 +535,31 @@ PROPERTY_GAPS = {
 def split_gaps(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(the template moto can create, the resources deploy.py creates, the outputs naming them)."""
     gaps = unmodelled_types(template)
+    gaps.update({lid: r["Type"] for lid, r in template["Resources"].items()
+                 if r["Type"] in ALWAYS_THROUGH_API})
     unknown = {lid: t for lid, t in gaps.items() if t not in GAP_HANDLERS}
     if unknown:
         names = ", ".join(f"{lid} ({t})" for lid, t in unknown.items())
         raise DeployError(f"moto's CloudFormation does not model {names}, and deploy.py has no "
                           "API handler for it: add one to GAP_HANDLERS")
+    # What refers to a resource created after the stack is created after it too (a role whose
+    # policy names a state machine, a rule targeting one, ...).
+    while True:
+        more = {
+            lid: r["Type"] for lid, r in template["Resources"].items()
+            if lid not in gaps
+            and (references(r) | set(_as_list(r.get("DependsOn")))) & set(gaps)
+        }
+        if not more:
+            break
+        cannot = {lid: t for lid, t in more.items() if t not in GAP_HANDLERS}
+        if cannot:
+            names = ", ".join(f"{lid} ({t})" for lid, t in cannot.items())
+            raise DeployError(f"{names} refers to a resource deploy.py creates after the stack "
+                              "(see ALWAYS_THROUGH_API), and deploy.py has no API handler for it")
+        gaps.update(more)
     stack = copy.deepcopy(template)
-    gap_resources = {lid: stack["Resources"].pop(lid) for lid in gaps}
-    for lid, resource in stack["Resources"].items():
-        named = references(resource) & set(gaps) | (set(_as_list(resource.get("DependsOn"))) & set(gaps))
-        if named:
-            raise DeployError(f"{lid} refers to {sorted(named)}, which moto's CloudFormation "
-                              "cannot create; deploy.py creates those after the stack")
+    gap_resources = {lid: stack["Resources"].pop(lid) for lid in template["Resources"] if lid in gaps}
     gap_outputs = {k: o for k, o in (stack.get("Outputs") or {}).items()
                    if references(o.get("Value")) & set(gaps)}
     for key in gap_outputs:
@@ -520,15 +605,24 @@ def create_gaps(client: Any, cfn: Any, template: dict[str, Any], stack_name: str
         raise DeployError(f"GetAtt {lid}.{attr} ({kind}): not resolved by deploy.py")
 
     resolver = Resolver(template, parameters, physical, getatt, stack_name, region)
-    for lid, resource in gap_resources.items():
-        if "Condition" in resource and not resolver.condition(resource["Condition"]):
-            continue
-        props = resolver.value(resource.get("Properties", {}))
-        try:
-            pid, attrs = GAP_HANDLERS[resource["Type"]](client, props)
-        except Exception as e:  # botocore's ClientError and ParamValidationError alike
-            raise DeployError(f"{lid} ({resource['Type']}): {e}") from e
-        physical[lid], gap_attrs[lid] = pid, attrs
+    pending = dict(gap_resources)
+    while pending:
+        ready = [lid for lid, r in pending.items()
+                 if not ((references(r) | set(_as_list(r.get("DependsOn")))) & set(pending) - {lid})]
+        if not ready:
+            raise DeployError(f"a reference cycle among {sorted(pending)}")
+        for lid in ready:
+            resource = pending.pop(lid)
+            if "Condition" in resource and not resolver.condition(resource["Condition"]):
+                continue
+            props = resolver.value(resource.get("Properties", {}))
+            try:
+                pid, attrs = GAP_HANDLERS[resource["Type"]](client, props)
+            except DeployError as e:
+                raise DeployError(f"{lid} ({resource['Type']}): {e}") from e
+            except Exception as e:  # botocore's ClientError and ParamValidationError alike
+                raise DeployError(f"{lid} ({resource['Type']}): {e}") from e
+            physical[lid], gap_attrs[lid] = pid, attrs
     for lid, resource in template["Resources"].items():
         if lid in gap_resources or lid not in physical:
             continue
@@ -562,6 +656,8 @@ class Deployment:
     created_outside: dict[str, str] = field(default_factory=dict)
     # Changes made only because moto gets them wrong (see moto_name_fixups).
     fixups: list[str] = field(default_factory=list)
+    # Every created resource: logical id -> physical id.
+    physical: dict[str, str] = field(default_factory=dict)
 
 
 def clients(endpoint: str, region: str = "us-east-1") -> Any:
@@ -598,7 +694,20 @@ def deploy(endpoint: str, stack_name: str, parameters: dict[str, str],
     outputs.update(more)
     created_outside = {lid: physical[lid] for lid in gap_resources if lid in physical}
     return Deployment(stack=stack, outputs=outputs, translated=translated, packaged=packaged,
-                      created_outside=created_outside, fixups=fixups)
+                      created_outside=created_outside, fixups=fixups, physical=physical)
+
+
+def emulator_names(deployment: Deployment, template_path: Path = TEMPLATE) -> dict[str, str]:
+    """Deployed function name -> the binary `cargo lambda watch` serves it as (the function's
+    `Metadata.BuildProperties.Binary`, as `sam build` uses it; else its logical id)."""
+    source = load_template(template_path)["Resources"]
+    names = {}
+    for lid, resource in deployment.translated["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Function" or lid not in source:
+            continue
+        binary = ((source[lid].get("Metadata") or {}).get("BuildProperties") or {}).get("Binary", lid)
+        names[deployment.physical[lid]] = str(binary)
+    return names
 
 
 def main() -> int:

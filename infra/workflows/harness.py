@@ -99,12 +99,15 @@ def wait_until(started: Started, ready, seconds: float) -> None:
     raise HarnessError(f"{started.name} was not ready within {seconds:.0f} s:\n{started.tail()}")
 
 
-def start_moto(work: Path, lambda_emulator: str | None = None) -> tuple[Started, str]:
+def start_moto(work: Path, lambda_emulator: str | None = None,
+               function_map: Path | None = None) -> tuple[Started, str]:
     """motoserver.py on a free loopback port; returns it and its endpoint URL."""
     port_file = work / "moto.port"
     argv = [sys.executable, str(HERE / "motoserver.py"), "--port-file", str(port_file)]
     if lambda_emulator:
         argv += ["--lambda-emulator", lambda_emulator]
+    if function_map:
+        argv += ["--function-map", str(function_map)]
     started = start("moto", argv, work / "moto.log")
     wait_until(started, port_file.exists, 60)
     port = int(port_file.read_text().strip())

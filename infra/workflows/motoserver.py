@@ -19,7 +19,13 @@ adapter on a free loopback port and points `AWS_ENDPOINT_URL_LAMBDA` at it: it f
 Invoke to the emulator with the function's name, and answers a function error the way AWS Lambda
 does, so Retry and Catch see the function's `errorType` as on AWS.
 
+A stack's functions have generated names (`digits-ScoreFunction-1A2B3C`) while the emulator
+serves binaries by their own names (`score`): `--function-map FILE` names a JSON object
+`{"deployed name": "emulator name"}`, read again at each Invoke (the tests write it after
+deploying), by which the adapter renames the functions it forwards.
+
 Usage: python motoserver.py [--host 127.0.0.1] [--port 0] [--port-file FILE] [--lambda-emulator URL]
+  [--function-map FILE]
 Prints `motoserver: listening on HOST:PORT` once it accepts requests; stops on SIGTERM / SIGINT.
 """
 
@@ -42,6 +48,8 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 # The longest a function may take through the adapter (the emulator enforces no timeout).
 INVOKE_TIMEOUT_SECONDS = 900
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+# The function map is a few names; refuse a file larger than this before reading it.
+MAX_FUNCTION_MAP_BYTES = 1024 * 1024
 
 
 def function_name(raw: str) -> str:
@@ -60,7 +68,24 @@ class InvokeAdapter(http.server.BaseHTTPRequestHandler):
     """Forwards Lambda Invoke calls to `cargo lambda watch`, answering as AWS Lambda does."""
 
     emulator: urllib.parse.SplitResult
+    function_map: str | None = None
     protocol_version = "HTTP/1.1"
+
+    def emulator_name(self, name: str) -> str:
+        """The emulator's name for a deployed function (the name itself when unmapped)."""
+        if not self.function_map:
+            return name
+        try:
+            with open(self.function_map, "rb") as f:
+                raw = f.read(MAX_FUNCTION_MAP_BYTES + 1)
+        except FileNotFoundError:
+            return name
+        if len(raw) > MAX_FUNCTION_MAP_BYTES:
+            raise ValueError(f"{self.function_map}: over {MAX_FUNCTION_MAP_BYTES} bytes")
+        mapping = json.loads(raw)
+        if not isinstance(mapping, dict):
+            raise ValueError(f"{self.function_map}: not a JSON object")
+        return str(mapping.get(name, name))
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
         sys.stderr.write("lambda-adapter: " + (format % args) + "\n")
@@ -94,7 +119,11 @@ class InvokeAdapter(http.server.BaseHTTPRequestHandler):
                        f"payload of {length} bytes; at most {MAX_PAYLOAD_BYTES}")
             return
         payload = self.rfile.read(length)
-        name = function_name(match.group(1))
+        try:
+            name = self.emulator_name(function_name(match.group(1)))
+        except (OSError, ValueError) as e:
+            self.error(500, "ServiceException", f"function map: {e}")
+            return
         target = f"/2015-03-31/functions/{urllib.parse.quote(name, safe='')}/invocations"
         conn = http.client.HTTPConnection(self.emulator.hostname, self.emulator.port,
                                           timeout=INVOKE_TIMEOUT_SECONDS)
@@ -125,12 +154,12 @@ class InvokeAdapter(http.server.BaseHTTPRequestHandler):
                        f"emulator answered {status} for {name}: {body[:500]!r}")
 
 
-def start_adapter(host: str, emulator: str) -> str:
+def start_adapter(host: str, emulator: str, function_map: str | None = None) -> str:
     """Starts the Invoke adapter on a free port of `host`; returns its URL."""
     parsed = urllib.parse.urlsplit(emulator)
     if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
         raise SystemExit(f"motoserver: --lambda-emulator {emulator!r}: expected http://HOST:PORT")
-    handler = type("Adapter", (InvokeAdapter,), {"emulator": parsed})
+    handler = type("Adapter", (InvokeAdapter,), {"emulator": parsed, "function_map": function_map})
     server = http.server.ThreadingHTTPServer((host, 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -143,10 +172,12 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--port-file", help="write the port here once listening")
     parser.add_argument("--lambda-emulator", help="cargo lambda watch's URL (http://HOST:PORT)")
+    parser.add_argument("--function-map", help='JSON file {"deployed name": "emulator name"}')
     args = parser.parse_args()
 
     if args.lambda_emulator:
-        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = start_adapter(args.host, args.lambda_emulator)
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = start_adapter(args.host, args.lambda_emulator,
+                                                            args.function_map)
     lambda_endpoint = os.environ.get("AWS_ENDPOINT_URL_LAMBDA", "")
     passthrough = [re.escape(lambda_endpoint.rstrip("/")) + "/.*"] if lambda_endpoint else []
 

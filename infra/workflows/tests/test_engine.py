@@ -42,7 +42,8 @@ def engine(work: Path, state_dir: Path):
     harness.build_probe_fn(work)
     emulator, emulator_url = harness.start_emulator(work, {"PROBE_STATE_DIR": str(state_dir)})
     try:
-        moto, endpoint = harness.start_moto(work, lambda_emulator=emulator_url)
+        moto, endpoint = harness.start_moto(work, lambda_emulator=emulator_url,
+                                            function_map=work / "functions.json")
         try:
             client = deploy.clients(endpoint)
             client("s3").create_bucket(Bucket=BUCKET)
@@ -51,7 +52,8 @@ def engine(work: Path, state_dir: Path):
                     "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                             "Principal": {"Service": "states.amazonaws.com"}}]}),
             )["Role"]["Arn"]
-            yield {"client": client, "role": role, "emulator": emulator, "moto": moto}
+            yield {"client": client, "role": role, "emulator": emulator, "moto": moto,
+                   "endpoint": endpoint, "work": work}
         finally:
             moto.stop()
     finally:
@@ -291,3 +293,105 @@ def test_an_integer_tolerated_failure_percentage_is_refused_by_moto(engine):
     definition["States"]["Fan"]["ToleratedFailurePercentage"] = 0
     with pytest.raises(Exception, match="ToleratedFailurePercentage"):
         run(engine, definition)
+
+
+# A stack with a function and a SAM state machine that calls it, the way TrainWorkflow and
+# ScoreWorkflow will be declared in infra/template.yaml.
+WORKFLOW_TEMPLATE = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Transform": "AWS::Serverless-2016-10-31",
+    "Resources": {
+        "Data": {"Type": "AWS::S3::Bucket"},
+        "ProbeFunction": {
+            "Type": "AWS::Serverless::Function",
+            "Metadata": {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": FUNCTION}},
+            "Properties": {"CodeUri": ".", "Handler": "bootstrap", "Runtime": "provided.al2023"},
+        },
+        "Workflow": {
+            "Type": "AWS::Serverless::StateMachine",
+            "Properties": {
+                "Definition": {"StartAt": "Fan", "States": {"Fan": {
+                    "Type": "Map", "MaxConcurrencyPath": "$.maxConcurrency",
+                    "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2",
+                                   "Parameters": {"Bucket": "${Bucket}", "Prefix.$": "$.prefix"}},
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                        "StartAt": "Work", "States": {"Work": {
+                            "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                            "Parameters": {"FunctionName": "${Function}", "Payload": {"file.$": "$.Key"}},
+                            "OutputPath": "$.Payload", "Retry": RETRY, "End": True}}},
+                    "End": True}}},
+                "DefinitionSubstitutions": {"Function": {"Ref": "ProbeFunction"}, "Bucket": {"Ref": "Data"}},
+                "Policies": [{"LambdaInvokePolicy": {"FunctionName": {"Ref": "ProbeFunction"}}},
+                             {"S3ReadPolicy": {"BucketName": {"Ref": "Data"}}}],
+                "Events": {"Nightly": {"Type": "ScheduleV2", "Properties": {
+                    "ScheduleExpression": "rate(1 day)", "State": "DISABLED",
+                    "Input": '{"prefix": "in/", "maxConcurrency": 2}'}}},
+            },
+        },
+    },
+    "Outputs": {"WorkflowArn": {"Value": {"Ref": "Workflow"}}},
+}
+
+
+def test_a_deployed_state_machine_runs_its_functions_under_the_emulator(engine):
+    """Template -> aws-sam-translator -> moto -> StartExecution: the function the stack names
+    (a generated name) is run by the emulator (its binary name), through --function-map."""
+    work: Path = engine["work"]
+    template = work / "workflow-template.json"
+    template.write_text(json.dumps(WORKFLOW_TEMPLATE))
+    deployment = deploy.deploy(engine["endpoint"], "wf-engine", {}, template_path=template)
+    names = deploy.emulator_names(deployment, template)
+    assert list(names.values()) == [FUNCTION] and list(names) != [FUNCTION]
+    (work / "functions.json").write_text(json.dumps(names))
+
+    s3 = engine["client"]("s3")
+    bucket = deployment.physical["Data"]
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"in/f{i}.csv", Body=b"a\n1\n")
+    sfn = engine["client"]("stepfunctions")
+    arn = deployment.outputs["WorkflowArn"]
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
+    work_state = definition["States"]["Fan"]["ItemProcessor"]["States"]["Work"]
+    assert work_state["Parameters"]["FunctionName"] in names, "a function name, not an ARN"
+
+    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(
+        {"prefix": "in/", "maxConcurrency": 2}))["executionArn"]
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    results = output(described)
+    assert sorted(r["echo"]["file"] for r in results) == [f"in/f{i}.csv" for i in range(3)]
+    assert most_at_once([r for r in results]) <= 2
+
+    # SAM's ScheduleV2 event: an EventBridge Scheduler schedule (created by deploy.py, which moto's
+    # CloudFormation does not model) that starts this state machine, with a role allowed to.
+    schedules = engine["client"]("scheduler").list_schedules()["Schedules"]
+    [schedule] = [x for x in schedules if x["Target"]["Arn"] == arn]
+    detail = engine["client"]("scheduler").get_schedule(Name=schedule["Name"])
+    assert detail["State"] == "DISABLED" and detail["ScheduleExpression"] == "rate(1 day)"
+    role = detail["Target"]["RoleArn"].rsplit("/", 1)[1]
+    iam = engine["client"]("iam")
+    [policy] = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    doc = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+    text = json.dumps(doc) if not isinstance(doc, str) else doc
+    assert "states:StartExecution" in text and arn in text
+
+
+def test_a_substituted_number_in_an_object_definition_does_not_deploy(engine):
+    """`"MaxConcurrency": "${MaxConcurrency}"` in SAM's object `Definition` becomes the string
+    "2" after substitution: cfn-lint accepts it, Step Functions (and moto's parser) refuse it.
+    A template parameter for MaxConcurrency needs `DefinitionString` (unquoted `${...}`) or
+    `MaxConcurrencyPath` from the execution's input."""
+    template = json.loads(json.dumps(WORKFLOW_TEMPLATE))
+    fan = template["Resources"]["Workflow"]["Properties"]["Definition"]["States"]["Fan"]
+    del fan["MaxConcurrencyPath"]
+    fan["MaxConcurrency"] = "${MaxConcurrency}"
+    template["Parameters"] = {"MaxConcurrency": {"Type": "Number", "Default": 2}}
+    template["Resources"]["Workflow"]["Properties"]["DefinitionSubstitutions"]["MaxConcurrency"] = {
+        "Ref": "MaxConcurrency"}
+    path = engine["work"] / "quoted-template.json"
+    path.write_text(json.dumps(template))
+    with pytest.raises(deploy.DeployError, match=r"Workflow \(AWS::StepFunctions::StateMachine\).*MaxConcurrency"):
+        deploy.deploy(engine["endpoint"], "wf-quoted", {}, template_path=path)
