@@ -7,6 +7,7 @@ Nothing here ever signals a process it did not start.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -125,14 +126,48 @@ def build_probe_fn(work: Path) -> None:
         raise HarnessError(f"cargo build of {PROBE_FN} failed:\n{log.read_text()[-4000:]}")
 
 
-def start_emulator(work: Path, env_vars: dict[str, str], concurrency: int = 2) -> tuple[Started, str]:
-    """`cargo lambda watch` serving the probe function on a free loopback port."""
+def start_emulator(work: Path, env_vars: dict[str, str], concurrency: int = 2,
+                   cwd: Path = PROBE_FN, target: Path = PROBE_TARGET, select: list[str] | None = None,
+                   log_name: str = "watch") -> tuple[Started, str]:
+    """`cargo lambda watch` on a free loopback port: by default the probe function's crate;
+    `cwd`, `target` and `select` (e.g. ["--package", "score", "--bin", "score"]) for another.
+    `env_vars` reach every function it serves (its `--env-var`)."""
     port = free_port()
     argv = ["cargo-lambda", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
-            "--invoke-port", str(port), "--concurrency", str(concurrency)]
+            "--invoke-port", str(port), "--concurrency", str(concurrency), *(select or [])]
     for key, value in env_vars.items():
         argv += ["--env-var", f"{key}={value}"]
-    started = start("cargo lambda watch", argv, work / "watch.log",
-                    env={"CARGO_TARGET_DIR": str(PROBE_TARGET)}, cwd=PROBE_FN)
+    started = start(f"cargo lambda watch ({log_name})", argv, work / f"{log_name}.log",
+                    env={"CARGO_TARGET_DIR": str(target)}, cwd=cwd)
     wait_until(started, lambda: port_open(port), 120)
     return started, f"http://127.0.0.1:{port}"
+
+
+def start_function_emulators(work: Path, endpoint: str, functions: dict[str, dict],
+                             function_map: Path, extra_env: dict[str, str] | None = None,
+                             ) -> list[Started]:
+    """One `cargo lambda watch` per deployed function, each with that function's environment as
+    the stack configured it (read back from moto's Lambda), plus `extra_env` (e.g. the S3
+    endpoint); then writes `function_map` so motoserver.py routes each deployed name to its own
+    emulator. `functions`: deployed name -> {"name": binary, and optional "cwd", "target",
+    "select" as for start_emulator}."""
+    import deploy
+
+    lam = deploy.clients(endpoint)("lambda")
+    started: list[Started] = []
+    routes = {}
+    try:
+        for deployed, spec in functions.items():
+            config = lam.get_function(FunctionName=deployed)["Configuration"]
+            env = {**(config.get("Environment") or {}).get("Variables", {}), **(extra_env or {})}
+            emulator, url = start_emulator(
+                work, env, cwd=spec.get("cwd", PROBE_FN), target=spec.get("target", PROBE_TARGET),
+                select=spec.get("select"), log_name=f"watch-{spec['name']}")
+            started.append(emulator)
+            routes[deployed] = {"url": url, "name": spec["name"]}
+    except BaseException:
+        for emulator in started:
+            emulator.stop()
+        raise
+    function_map.write_text(json.dumps(routes))
+    return started

@@ -20,9 +20,11 @@ Invoke to the emulator with the function's name, and answers a function error th
 does, so Retry and Catch see the function's `errorType` as on AWS.
 
 A stack's functions have generated names (`digits-ScoreFunction-1A2B3C`) while the emulator
-serves binaries by their own names (`score`): `--function-map FILE` names a JSON object
-`{"deployed name": "emulator name"}`, read again at each Invoke (the tests write it after
-deploying), by which the adapter renames the functions it forwards.
+serves binaries by their own names (`score`): `--function-map FILE` names a JSON object, read
+again at each Invoke (the tests write it after deploying), whose entries are either
+`"deployed name": "emulator name"` (on the `--lambda-emulator`), or `"deployed name": {"url":
+"http://127.0.0.1:PORT", "name": "emulator name"}` (an emulator of that function's own, started
+with that function's environment).
 
 Usage: python motoserver.py [--host 127.0.0.1] [--port 0] [--port-file FILE] [--lambda-emulator URL]
   [--function-map FILE]
@@ -71,21 +73,29 @@ class InvokeAdapter(http.server.BaseHTTPRequestHandler):
     function_map: str | None = None
     protocol_version = "HTTP/1.1"
 
-    def emulator_name(self, name: str) -> str:
-        """The emulator's name for a deployed function (the name itself when unmapped)."""
+    def route(self, name: str) -> tuple[urllib.parse.SplitResult, str]:
+        """The emulator and the name there of a deployed function (unmapped: the default one)."""
         if not self.function_map:
-            return name
+            return self.emulator, name
         try:
             with open(self.function_map, "rb") as f:
                 raw = f.read(MAX_FUNCTION_MAP_BYTES + 1)
         except FileNotFoundError:
-            return name
+            return self.emulator, name
         if len(raw) > MAX_FUNCTION_MAP_BYTES:
             raise ValueError(f"{self.function_map}: over {MAX_FUNCTION_MAP_BYTES} bytes")
         mapping = json.loads(raw)
         if not isinstance(mapping, dict):
             raise ValueError(f"{self.function_map}: not a JSON object")
-        return str(mapping.get(name, name))
+        entry = mapping.get(name, name)
+        if isinstance(entry, str):
+            return self.emulator, entry
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str) and isinstance(entry.get("name"), str):
+            url = urllib.parse.urlsplit(entry["url"])
+            if url.scheme == "http" and url.hostname and url.port:
+                return url, entry["name"]
+        raise ValueError(f"{self.function_map}: entry {name!r}: expected a name or "
+                         '{"url": "http://HOST:PORT", "name": NAME}')
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
         sys.stderr.write("lambda-adapter: " + (format % args) + "\n")
@@ -120,12 +130,12 @@ class InvokeAdapter(http.server.BaseHTTPRequestHandler):
             return
         payload = self.rfile.read(length)
         try:
-            name = self.emulator_name(function_name(match.group(1)))
+            emulator, name = self.route(function_name(match.group(1)))
         except (OSError, ValueError) as e:
             self.error(500, "ServiceException", f"function map: {e}")
             return
         target = f"/2015-03-31/functions/{urllib.parse.quote(name, safe='')}/invocations"
-        conn = http.client.HTTPConnection(self.emulator.hostname, self.emulator.port,
+        conn = http.client.HTTPConnection(emulator.hostname, emulator.port,
                                           timeout=INVOKE_TIMEOUT_SECONDS)
         try:
             conn.request("POST", target, body=payload,
@@ -134,7 +144,7 @@ class InvokeAdapter(http.server.BaseHTTPRequestHandler):
             body = response.read(MAX_PAYLOAD_BYTES + 1)
             status = response.status
         except OSError as e:
-            self.error(502, "ServiceException", f"emulator at {self.emulator.geturl()}: {e}")
+            self.error(502, "ServiceException", f"emulator at {emulator.geturl()}: {e}")
             return
         finally:
             conn.close()

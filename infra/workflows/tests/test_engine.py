@@ -84,7 +84,7 @@ def run(engine: dict[str, Any], definition: dict[str, Any], payload: Any = None)
     sfn = engine["client"]("stepfunctions")
     arn = sfn.create_state_machine(name="sm-" + uuid.uuid4().hex[:10], definition=json.dumps(definition),
                                    roleArn=engine["role"])["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(payload or {}))["executionArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, name=uuid.uuid4().hex, input=json.dumps(payload or {}))["executionArn"]
     deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
     while True:
         described = sfn.describe_execution(executionArn=execution)
@@ -305,7 +305,8 @@ WORKFLOW_TEMPLATE = {
         "ProbeFunction": {
             "Type": "AWS::Serverless::Function",
             "Metadata": {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": FUNCTION}},
-            "Properties": {"CodeUri": ".", "Handler": "bootstrap", "Runtime": "provided.al2023"},
+            "Properties": {"CodeUri": ".", "Handler": "bootstrap", "Runtime": "provided.al2023",
+                           "Environment": {"Variables": {"PROBE_TAG": {"Fn::Sub": "data=${Data}"}}}},
         },
         "Workflow": {
             "Type": "AWS::Serverless::StateMachine",
@@ -355,7 +356,7 @@ def test_a_deployed_state_machine_runs_its_functions_under_the_emulator(engine):
     work_state = definition["States"]["Fan"]["ItemProcessor"]["States"]["Work"]
     assert work_state["Parameters"]["FunctionName"] in names, "a function name, not an ARN"
 
-    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(
+    execution = sfn.start_execution(stateMachineArn=arn, name=uuid.uuid4().hex, input=json.dumps(
         {"prefix": "in/", "maxConcurrency": 2}))["executionArn"]
     deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
     while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
@@ -363,7 +364,9 @@ def test_a_deployed_state_machine_runs_its_functions_under_the_emulator(engine):
         time.sleep(0.1)
     results = output(described)
     assert sorted(r["echo"]["file"] for r in results) == [f"in/f{i}.csv" for i in range(3)]
-    assert most_at_once([r for r in results]) <= 2
+    assert most_at_once(results) <= 2
+    # Served by the shared emulator: the stack's environment for the function is not applied.
+    assert {r["tag"] for r in results} == {None}
 
     # SAM's ScheduleV2 event: an EventBridge Scheduler schedule (created by deploy.py, which moto's
     # CloudFormation does not model) that starts this state machine, with a role allowed to.
@@ -377,6 +380,22 @@ def test_a_deployed_state_machine_runs_its_functions_under_the_emulator(engine):
     doc = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
     text = json.dumps(doc) if not isinstance(doc, str) else doc
     assert "states:StartExecution" in text and arn in text
+
+    # One emulator per deployed function, started with the environment the stack gave it.
+    [deployed] = names
+    emulators = harness.start_function_emulators(
+        work, engine["endpoint"], {deployed: {"name": FUNCTION}}, work / "functions.json",
+        extra_env={"PROBE_STATE_DIR": str(work / "probe-state")})
+    try:
+        execution = sfn.start_execution(stateMachineArn=arn, name=uuid.uuid4().hex, input=json.dumps(
+            {"prefix": "in/", "maxConcurrency": 2}))["executionArn"]
+        while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            assert time.monotonic() < deadline + EXECUTION_TIMEOUT_SECONDS
+            time.sleep(0.1)
+        assert {r["tag"] for r in output(described)} == {f"data={bucket}"}
+    finally:
+        for emulator in emulators:
+            emulator.stop()
 
 
 def test_a_substituted_number_in_an_object_definition_does_not_deploy(engine):

@@ -11,8 +11,9 @@
 //!   finishing task checks its Distributed Map's results this way: moto 5.2.5 turns a failed
 //!   iteration into a null result instead of failing the Map (AWS fails it).
 //!
-//! The answer echoes the event with the attempt number, the process id and the start and end
-//! times in milliseconds since the Unix epoch.
+//! The answer echoes the event with the attempt number, the process id, the start and end
+//! times in milliseconds since the Unix epoch, and `PROBE_TAG` from the environment (so a test
+//! can see which configuration the function runs with).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -93,6 +94,7 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
         "echo": payload,
         "attempt": attempt,
         "pid": std::process::id(),
+        "tag": std::env::var("PROBE_TAG").ok(),
         "started_ms": started_ms as u64,
         "ended_ms": now_ms() as u64,
     }))
