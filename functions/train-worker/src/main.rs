@@ -1,0 +1,2 @@
+//! `train-worker`: see the library.
+fn main() {}
