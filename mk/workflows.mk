@@ -35,3 +35,15 @@ test-workflows-engine: tool-workflows tool-cargo-lambda ## test: moto's Step Fun
 	$(CARGO) fmt $(WORKFLOWS_PROBE) -- --check
 	$(WORKFLOWS_PROBE_TARGET) $(CARGO) clippy --locked --all-targets $(WORKFLOWS_PROBE) -- -D warnings
 	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_engine.py
+
+# One state machine of the template, run locally (infra/workflows/run.py): moto and one
+# `cargo lambda watch` per function it calls, started and stopped by the command.
+# `make workflow-train` / `make workflow-score` become this with their state machine's name.
+STATE_MACHINE ?=
+WORKFLOW_INPUT ?= {}
+WORKFLOW_PUT ?=
+.PHONY: workflow-run
+workflow-run: tool-workflows tool-cargo-lambda ## infra: run STATE_MACHINE of the template locally (moto + cargo lambda watch); WORKFLOW_INPUT, WORKFLOW_PUT=LOCAL=KEY
+	@[ -n "$(STATE_MACHINE)" ] || { echo "workflow-run: set STATE_MACHINE (a state machine's logical id in infra/template.yaml)" >&2; exit 2; }
+	$(WORKFLOWS_VENV)/bin/python infra/workflows/run.py --state-machine "$(STATE_MACHINE)" \
+		--input '$(WORKFLOW_INPUT)' $(foreach p,$(WORKFLOW_PUT),--put $(p))

@@ -69,11 +69,11 @@ def function_name(raw: str) -> str:
 class InvokeAdapter(http.server.BaseHTTPRequestHandler):
     """Forwards Lambda Invoke calls to `cargo lambda watch`, answering as AWS Lambda does."""
 
-    emulator: urllib.parse.SplitResult
+    emulator: urllib.parse.SplitResult | None
     function_map: str | None = None
     protocol_version = "HTTP/1.1"
 
-    def route(self, name: str) -> tuple[urllib.parse.SplitResult, str]:
+    def route(self, name: str) -> tuple[urllib.parse.SplitResult | None, str]:
         """The emulator and the name there of a deployed function (unmapped: the default one)."""
         if not self.function_map:
             return self.emulator, name
@@ -134,6 +134,10 @@ class InvokeAdapter(http.server.BaseHTTPRequestHandler):
         except (OSError, ValueError) as e:
             self.error(500, "ServiceException", f"function map: {e}")
             return
+        if emulator is None:
+            self.error(404, "ResourceNotFoundException",
+                       f"Function not found: {name} (not in {self.function_map})")
+            return
         target = f"/2015-03-31/functions/{urllib.parse.quote(name, safe='')}/invocations"
         conn = http.client.HTTPConnection(emulator.hostname, emulator.port,
                                           timeout=INVOKE_TIMEOUT_SECONDS)
@@ -164,10 +168,10 @@ class InvokeAdapter(http.server.BaseHTTPRequestHandler):
                        f"emulator answered {status} for {name}: {body[:500]!r}")
 
 
-def start_adapter(host: str, emulator: str, function_map: str | None = None) -> str:
+def start_adapter(host: str, emulator: str | None, function_map: str | None = None) -> str:
     """Starts the Invoke adapter on a free port of `host`; returns its URL."""
-    parsed = urllib.parse.urlsplit(emulator)
-    if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
+    parsed = urllib.parse.urlsplit(emulator) if emulator else None
+    if parsed is not None and (parsed.scheme != "http" or not parsed.hostname or not parsed.port):
         raise SystemExit(f"motoserver: --lambda-emulator {emulator!r}: expected http://HOST:PORT")
     handler = type("Adapter", (InvokeAdapter,), {"emulator": parsed, "function_map": function_map})
     server = http.server.ThreadingHTTPServer((host, 0), handler)
@@ -185,7 +189,7 @@ def main() -> int:
     parser.add_argument("--function-map", help='JSON file {"deployed name": "emulator name"}')
     args = parser.parse_args()
 
-    if args.lambda_emulator:
+    if args.lambda_emulator or args.function_map:
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = start_adapter(args.host, args.lambda_emulator,
                                                             args.function_map)
     lambda_endpoint = os.environ.get("AWS_ENDPOINT_URL_LAMBDA", "")

@@ -21,6 +21,7 @@ import pytest
 
 import deploy
 import harness
+import run as workflow_run
 
 FUNCTION = "wf-probe"
 BUCKET = "workflow-engine-test"
@@ -331,7 +332,7 @@ WORKFLOW_TEMPLATE = {
             },
         },
     },
-    "Outputs": {"WorkflowArn": {"Value": {"Ref": "Workflow"}}},
+    "Outputs": {"WorkflowArn": {"Value": {"Ref": "Workflow"}}, "DataBucket": {"Value": {"Ref": "Data"}}},
 }
 
 
@@ -414,3 +415,26 @@ def test_a_substituted_number_in_an_object_definition_does_not_deploy(engine):
     path.write_text(json.dumps(template))
     with pytest.raises(deploy.DeployError, match=r"Workflow \(AWS::StepFunctions::StateMachine\).*MaxConcurrency"):
         deploy.deploy(engine["endpoint"], "wf-quoted", {}, template_path=path)
+
+
+def test_run_py_deploys_uploads_runs_and_stops(tmp_path):
+    """run.py (make workflow-train / workflow-score): its own moto and emulators, files put in
+    the stack's bucket, the execution's input filled from the outputs, everything stopped after."""
+    template = tmp_path / "workflow-template.json"
+    template.write_text(json.dumps(WORKFLOW_TEMPLATE))
+    files = {}
+    for i in range(2):
+        local = tmp_path / f"f{i}.csv"
+        local.write_text("a\n1\n")
+        files[local] = f"in/f{i}.csv"
+    described = workflow_run.run_workflow(
+        "Workflow", template=template, puts=files, bucket_output="DataBucket",
+        payload='{"prefix": "in/", "maxConcurrency": 2, "bucket": "{DataBucket}"}',
+        crate=harness.PROBE_FN, target=harness.PROBE_TARGET, timeout=EXECUTION_TIMEOUT_SECONDS,
+        work=tmp_path)
+    results = output(described)
+    assert sorted(r["echo"]["file"] for r in results) == sorted(files.values())
+    [tag] = {r["tag"] for r in results}
+    assert tag.startswith("data=") and json.loads(described["input"])["bucket"] == tag[len("data="):]
+    for log in ("moto.log", "watch-wf-probe.log"):
+        assert (tmp_path / log).exists()
