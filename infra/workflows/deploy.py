@@ -49,6 +49,8 @@ STAGING_BUCKET = "digits-sam-staging"
 # A template is a few hundred KB at most; CloudFormation's own limit for a body is 51,200 bytes
 # and 1 MB through S3. Refuse anything larger before parsing it.
 MAX_TEMPLATE_BYTES = 1_000_000
+# Lambda's limit for a zipped package (direct upload); the project's own limit is 5 MB.
+MAX_PACKAGE_BYTES = 50 * 1024 * 1024
 # Longest wait for a stack to settle.
 STACK_TIMEOUT_SECONDS = 120
 TERMINAL_OK = "CREATE_COMPLETE"
@@ -147,6 +149,9 @@ def package(template: dict[str, Any], s3: Any, code_dir: Path | None = None) -> 
         if code_dir is not None:
             built = code_dir / str(binary) / "bootstrap.zip"
             if built.is_file():
+                size = built.stat().st_size
+                if size > MAX_PACKAGE_BYTES:
+                    raise DeployError(f"{built}: {size} bytes; Lambda takes at most {MAX_PACKAGE_BYTES} zipped")
                 body, source = built.read_bytes(), str(built)
         key = f"packages/{logical_id}/bootstrap.zip"
         s3.put_object(Bucket=STAGING_BUCKET, Key=key, Body=body)

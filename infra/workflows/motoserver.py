@@ -155,7 +155,13 @@ class InvokeAdapter(http.server.BaseHTTPRequestHandler):
         request_id = response.getheader("lambda-runtime-aws-request-id") or str(uuid.uuid4())
         headers = {"content-type": "application/json", "x-amzn-requestid": request_id,
                    "x-amz-executed-version": "$LATEST"}
-        if status == 200:
+        if len(body) > MAX_PAYLOAD_BYTES:
+            # AWS fails an invocation whose response is over the synchronous payload limit.
+            self.reply(200, json.dumps({
+                "errorType": "Function.ResponseSizeTooLarge",
+                "errorMessage": f"response over {MAX_PAYLOAD_BYTES} bytes"}).encode(),
+                {**headers, "x-amz-function-error": "Unhandled"})
+        elif status == 200:
             self.reply(200, body, headers)
         elif status == 500:
             # A function error: AWS answers 200 and names it in X-Amz-Function-Error.
