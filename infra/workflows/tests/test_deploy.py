@@ -288,3 +288,30 @@ def test_bad_template_errors_name_the_file_and_line(tmp_path):
     bad.write_text("Resources:\n  A:\n    Type: AWS::S3::Bucket\n    Properties:\n      X: !GetAtt Nodot\n")
     with pytest.raises(deploy.DeployError, match=r"t\.yaml.*line 5.*Nodot"):
         deploy.load_template(bad)
+
+
+def test_every_function_role_is_scoped_to_prefixes_of_the_stack_bucket(client, default):
+    """For every function of the stack (predict now; train-worker and score as they are added):
+    no S3 wildcard action, and every S3 resource is the stack's bucket itself with a prefix
+    condition, or objects under a prefix of it; its s3:// settings point into that bucket."""
+    bucket = default.outputs["ModelBucketName"]
+    lam, functions = client("lambda"), []
+    for lid, resource in default.translated["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        config = lam.get_function(FunctionName=default.physical[lid])["Configuration"]
+        functions.append(lid)
+        role = config["Role"].rsplit("/", 1)[1]
+        for name, stmts in role_statements(client, role).items():
+            for action, arn, condition in s3_actions(stmts):
+                where = f"{lid}: policy {name}: {action} on {arn}"
+                assert action != "*" and not action.endswith(":*"), where
+                if arn == f"arn:aws:s3:::{bucket}":
+                    prefixes = (condition or {}).get("StringLike", {}).get("s3:prefix")
+                    assert prefixes and all(p.rstrip("*").strip("/") for p in prefixes), where
+                else:
+                    assert arn.startswith(f"arn:aws:s3:::{bucket}/") and arn != f"arn:aws:s3:::{bucket}/*", where
+        for key, value in (config.get("Environment") or {}).get("Variables", {}).items():
+            if isinstance(value, str) and value.startswith("s3://"):
+                assert value.startswith(f"s3://{bucket}/"), f"{lid}: {key}={value}"
+    assert "PredictFunction" in functions
