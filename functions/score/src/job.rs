@@ -184,10 +184,71 @@ pub enum Outcome {
     Missing,
 }
 
+/// A local output being written: `.<name>.<pid>.<n>.partial` beside its destination,
+/// renamed into place by [`Partial::persist`], removed if dropped before.
+struct Partial {
+    file: std::fs::File,
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Partial {
+    fn create(dir: &Path, dest: &Path) -> io::Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!(".{name}.{}.{n}.partial", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(Self {
+                        file,
+                        path,
+                        kept: false,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn persist(mut self, dest: &Path) -> io::Result<()> {
+        self.file.sync_all()?;
+        std::fs::rename(&self.path, dest)?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Write for Partial {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Where an output is written until it is published.
 enum Sink {
     Local {
-        file: io::BufWriter<tempfile::NamedTempFile>,
+        file: io::BufWriter<Partial>,
         dest: PathBuf,
     },
     S3(S3Writer),
@@ -205,14 +266,10 @@ impl Sink {
                     location: dir.display().to_string(),
                     source,
                 })?;
-                let tmp = tempfile::Builder::new()
-                    .prefix(".score-")
-                    .suffix(".partial")
-                    .tempfile_in(&dir)
-                    .map_err(|source| ScoreError::Write {
-                        location: p.display().to_string(),
-                        source,
-                    })?;
+                let tmp = Partial::create(&dir, p).map_err(|source| ScoreError::Write {
+                    location: p.display().to_string(),
+                    source,
+                })?;
                 Ok(Self::Local {
                     file: io::BufWriter::with_capacity(1 << 20, tmp),
                     dest: p.clone(),
@@ -232,8 +289,7 @@ impl Sink {
         match self {
             Self::Local { file, dest } => {
                 let tmp = file.into_inner().map_err(|e| werr(e.into_error()))?;
-                tmp.as_file().sync_all().map_err(werr)?;
-                tmp.persist(&dest).map_err(|e| werr(e.error))?;
+                tmp.persist(&dest).map_err(werr)?;
                 Ok(())
             }
             Self::S3(w) => {
