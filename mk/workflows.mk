@@ -8,9 +8,9 @@ WORKFLOWS_REQUIREMENTS := infra/workflows/requirements.txt
 WORKFLOWS_PYTEST := $(CURDIR)/$(WORKFLOWS_VENV)/bin/pytest -p no:cacheprovider -q
 
 TOOLS += tool-workflows
-TEST_EXTRA += test-workflows-deploy test-workflows-engine
+TEST_EXTRA += test-workflows-deploy test-workflows-engine test-workflows-score
 
-.PHONY: tool-workflows test-workflows test-workflows-deploy test-workflows-engine
+.PHONY: tool-workflows test-workflows test-workflows-deploy test-workflows-engine test-workflows-score
 
 # (Re)installed whenever the pinned requirements change.
 tool-workflows:
@@ -22,7 +22,7 @@ tool-workflows:
 		cp $(WORKFLOWS_REQUIREMENTS) $(WORKFLOWS_VENV)/.requirements; \
 	fi
 
-test-workflows: test-workflows-deploy test-workflows-engine ## test: both workflow suites (deploy to moto, Step Functions engine)
+test-workflows: test-workflows-deploy test-workflows-engine test-workflows-score ## test: every workflow suite (deploy to moto, Step Functions engine, ScoreWorkflow)
 
 test-workflows-deploy: tool-workflows ## test: infra/template.yaml through aws-sam-translator into moto's CloudFormation; checks what docs/deploy.md relies on
 	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_deploy.py
@@ -35,6 +35,9 @@ test-workflows-engine: tool-workflows tool-cargo-lambda ## test: moto's Step Fun
 	$(CARGO) fmt $(WORKFLOWS_PROBE) -- --check
 	$(WORKFLOWS_PROBE_TARGET) $(CARGO) clippy --locked --all-targets $(WORKFLOWS_PROBE) -- -D warnings
 	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_engine.py
+
+test-workflows-score: tool-workflows tool-cargo-lambda ## test: ScoreWorkflow deployed to moto and run: the real score function under cargo lambda watch scores a prefix
+	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_score_workflow.py
 
 # One state machine of the template, run locally (infra/workflows/run.py): moto and one
 # `cargo lambda watch` per function it calls, started and stopped by the command.

@@ -678,8 +678,11 @@ def clients(endpoint: str, region: str = "us-east-1") -> Any:
 
 
 def deploy(endpoint: str, stack_name: str, parameters: dict[str, str],
-           template_path: Path = TEMPLATE, code_dir: Path | None = None) -> Deployment:
-    """Package, translate and create the stack; see the module's doc."""
+           template_path: Path = TEMPLATE, code_dir: Path | None = None,
+           leave_out_types: frozenset[str] = frozenset()) -> Deployment:
+    """Package, translate and create the stack; see the module's doc. Resources of
+    `leave_out_types` are not created (nothing may refer to them; run.py leaves out
+    AWS::S3::BucketPolicy, see LOCAL_LEAVE_OUT there)."""
     client = clients(endpoint)
     s3, iam, cfn = client("s3"), client("iam"), client("cloudformation")
     template = load_template(template_path)
@@ -689,6 +692,11 @@ def deploy(endpoint: str, stack_name: str, parameters: dict[str, str],
         pass
     packaged = package(template, s3, code_dir)
     translated = translate(template, parameters, iam)
+    for lid in [lid for lid, r in translated["Resources"].items() if r["Type"] in leave_out_types]:
+        del translated["Resources"][lid]
+        named = [other for other, r in translated["Resources"].items() if lid in references(r)]
+        if named:
+            raise DeployError(f"{lid} is left out, but {named} refer to it")
     body, gap_resources, gap_outputs = split_gaps(translated)
     fixups = moto_name_fixups(body, stack_name)
     fold_conditions(body, parameters)
