@@ -299,7 +299,8 @@ impl Handler {
         let failed: Vec<String> = records
             .iter()
             .filter(|r| r.status == "failed")
-            .map(|r| format!("{}: {}", r.input, r.reason.as_deref().unwrap_or("")))
+            // Each reason names its input already.
+            .map(|r| r.reason.clone().unwrap_or_else(|| r.input.clone()))
             .collect();
         if failed.is_empty() {
             Ok(Response { records })
