@@ -1,4 +1,8 @@
-//! S3 event notifications, as Lambda receives them: only the fields scoring needs.
+//! S3 events, as Lambda receives them: only the fields scoring needs. Two shapes: S3's
+//! own event notifications (`{"Records": [...]}`), and the `Object Created` events S3
+//! sends through EventBridge (what infra/template.yaml wires up: a bucket notification
+//! straight to the function would make the bucket and the function depend on each other).
+//! [`parse_event`] turns either into an [`S3Event`].
 //! (Our own serde types: aws_lambda_events' would add chrono and every event type.)
 
 use serde::Deserialize;
@@ -59,6 +63,73 @@ pub struct S3Object {
     pub version_id: Option<String>,
 }
 
+/// S3's `Object Created` event as EventBridge delivers it.
+#[derive(Debug, Deserialize)]
+struct BridgeEvent {
+    #[serde(rename = "detail-type", default)]
+    detail_type: String,
+    #[serde(default)]
+    source: String,
+    detail: BridgeDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct BridgeDetail {
+    bucket: S3Bucket,
+    object: BridgeObject,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BridgeObject {
+    key: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    etag: Option<String>,
+    #[serde(default, rename = "version-id")]
+    version_id: Option<String>,
+}
+
+/// Read an invocation payload: an S3 event notification, or an S3 event through
+/// EventBridge (an `Object Created` one becomes an `ObjectCreated:<reason>` record; any
+/// other S3 event a record the handler ignores).
+pub fn parse_event(payload: serde_json::Value) -> Result<S3Event, String> {
+    if payload.get("detail-type").is_some() {
+        let ev: BridgeEvent = serde_json::from_value(payload)
+            .map_err(|e| format!("an EventBridge event, but not an S3 one: {e}"))?;
+        let created = ev.detail_type == "Object Created";
+        return Ok(S3Event {
+            records: vec![S3EventRecord {
+                event_source: if ev.source == "aws.s3" {
+                    "aws:s3".into()
+                } else {
+                    ev.source
+                },
+                event_name: if created {
+                    format!(
+                        "ObjectCreated:{}",
+                        ev.detail.reason.as_deref().unwrap_or("Put")
+                    )
+                } else {
+                    ev.detail_type
+                },
+                s3: S3Entity {
+                    bucket: ev.detail.bucket,
+                    object: S3Object {
+                        key: ev.detail.object.key,
+                        size: ev.detail.object.size,
+                        e_tag: ev.detail.object.etag,
+                        version_id: ev.detail.object.version_id,
+                    },
+                },
+            }],
+        });
+    }
+    serde_json::from_value(payload).map_err(|e| format!("not an S3 event notification: {e}"))
+}
+
 /// Decode an event's object key: `+` is a space, `%XX` a byte; the result must be UTF-8.
 pub fn decode_key(raw: &str) -> Result<String, String> {
     let bytes = raw.as_bytes();
@@ -96,6 +167,30 @@ mod tests {
         assert!(decode_key("in/%zz").is_err());
         assert!(decode_key("in/%4").is_err());
         assert!(decode_key("in/%ff").is_err());
+    }
+
+    #[test]
+    fn eventbridge_object_created_becomes_a_record() {
+        let ev = parse_event(serde_json::json!({
+            "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"version": "0", "bucket": {"name": "b"},
+                "object": {"key": "in/a+b.csv", "size": 5, "etag": "e1", "version-id": "v1"},
+                "reason": "CompleteMultipartUpload"}
+        }))
+        .expect("parsed");
+        let r = &ev.records[0];
+        assert_eq!(r.event_source, "aws:s3");
+        assert_eq!(r.event_name, "ObjectCreated:CompleteMultipartUpload");
+        assert_eq!(r.s3.object.version_id.as_deref(), Some("v1"));
+        assert_eq!(r.s3.object.e_tag.as_deref(), Some("e1"));
+        let deleted = parse_event(serde_json::json!({
+            "detail-type": "Object Deleted", "source": "aws.s3",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "k"}}
+        }))
+        .expect("parsed");
+        assert_eq!(deleted.records[0].event_name, "Object Deleted");
+        assert!(parse_event(serde_json::json!({"detail-type": "x", "detail": {}})).is_err());
+        assert!(parse_event(serde_json::json!([1])).is_err());
     }
 
     #[test]

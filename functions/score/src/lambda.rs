@@ -21,7 +21,7 @@ use storage::{ReadCondition, S3Options};
 
 use crate::engine::Format;
 use crate::error::ScoreError;
-use crate::event::{S3Event, decode_key};
+use crate::event::{S3Event, decode_key, parse_event};
 use crate::job::{Job, LoadedModel, Outcome, Scorer, load_model, outputs_for};
 
 /// The input and output key prefixes, checked.
@@ -322,8 +322,7 @@ pub async fn run(handler: Arc<Handler>) -> Result<(), lambda_runtime::Error> {
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let handler = Arc::clone(&handler);
             async move {
-                let parsed: S3Event = serde_json::from_value(event.payload)
-                    .map_err(|e| format!("the event is not an S3 event notification: {e}"))?;
+                let parsed: S3Event = parse_event(event.payload)?;
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 std::thread::Builder::new()
                     .name("score-job".into())

@@ -349,6 +349,12 @@ def run(work):
     assert errs[1].startswith("51,pixel_0,not a number: a boolean"), errs
     log(f"ok  several records: gzip, JSON Lines and an encoded key, all equal to predict's ({secs:.1f} s)")
 
+    # The same object through EventBridge (the template's trigger): the same output.
+    res, _ = invoke("eventbridge-object-created.json")
+    assert [r["status"] for r in res["records"]] == ["scored"], res
+    assert check_csv("scored/batch/digits.csv.gz.out.csv", len(good)) == first
+    log("ok  EventBridge Object Created event: the same output")
+
     # Keys outside the prefix (and the output prefix itself) are ignored.
     res, _ = invoke("outside-prefix.json")
     assert [r["status"] for r in res["records"]] == ["ignored", "ignored"], res
