@@ -25,7 +25,7 @@ tool-workflows:
 test-workflows: test-workflows-deploy test-workflows-engine test-workflows-score ## test: every workflow suite (deploy to moto, Step Functions engine, ScoreWorkflow)
 
 test-workflows-deploy: tool-workflows ## test: infra/template.yaml through aws-sam-translator into moto's CloudFormation; checks what docs/deploy.md relies on
-	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_deploy.py
+	cd infra/workflows && $(WORKFLOWS_PYTEST) tests/test_deploy.py tests/test_triggers.py
 
 # The probe function (infra/workflows/probe-fn) builds in a target directory of its own.
 WORKFLOWS_PROBE := --manifest-path infra/workflows/probe-fn/Cargo.toml

@@ -14,39 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 import deploy
 import harness
 import run as workflow_run
+from fragments import merged_template
 from test_deploy import statements
 
-FRAGMENT = harness.HERE / "score-workflow.yaml"
 ROWS_PER_FILE = 25
-
-
-def merged_template(out: Path) -> Path:
-    """infra/template.yaml plus score-workflow.yaml; a stand-in is added only where the template
-    lacks the parameter or resource of its name (issue 19's, once it lands)."""
-    template = deploy.load_template()
-    fragment = yaml.load(FRAGMENT.read_text(), Loader=deploy._CfnLoader)  # noqa: S506 (safe loader)
-    for key, value in fragment.get("Parameters", {}).items():
-        template.setdefault("Parameters", {})[key] = value
-    for key, value in fragment["Resources"].items():
-        if value["Type"] == "StandIn::Parameter":
-            template["Parameters"].setdefault(value["Name"], value["Definition"])
-        elif value["Type"] == "StandIn::Resource":
-            template["Resources"].setdefault(value["Name"], value["Definition"])
-        else:
-            template["Resources"][key] = value
-    template.setdefault("Outputs", {}).update(fragment.get("Outputs", {}))
-    out.write_text(json.dumps(template))
-    return out
 
 
 @pytest.fixture(scope="module")
 def template(work: Path) -> Path:
-    return merged_template(work / "template-with-score-workflow.json")
+    return merged_template(work / "template-with-score-workflow.json", "score-workflow.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,35 @@
+"""Template fragments (score-workflow.yaml, train-triggers.yaml) merged into a copy of
+infra/template.yaml, for the parts of issue 20 whose neighbours (issues 18 and 19) are not in
+the template yet. A fragment's `StandIn::Parameter` / `StandIn::Resource` entries are added only
+where the template lacks that name; `Merge::Property` sets one property of a template resource."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import deploy
+import harness
+
+
+def merged_template(out: Path, *fragments: str) -> Path:
+    template: dict[str, Any] = deploy.load_template()
+    for name in fragments:
+        fragment = yaml.load((harness.HERE / name).read_text(), Loader=deploy._CfnLoader)  # noqa: S506
+        for section in ("Parameters", "Conditions", "Outputs"):
+            template.setdefault(section, {}).update(fragment.get(section, {}))
+        for key, value in fragment["Resources"].items():
+            if value["Type"] == "StandIn::Parameter":
+                template["Parameters"].setdefault(value["Name"], value["Definition"])
+            elif value["Type"] == "StandIn::Resource":
+                template["Resources"].setdefault(value["Name"], value["Definition"])
+            elif value["Type"] == "Merge::Property":
+                props = template["Resources"][value["Resource"]].setdefault("Properties", {})
+                props[value["Property"]] = value["Value"]
+            else:
+                template["Resources"][key] = value
+    out.write_text(json.dumps(template))
+    return out
