@@ -1,7 +1,9 @@
 """Template fragments (score-workflow.yaml, train-triggers.yaml) merged into a copy of
-infra/template.yaml, for the parts of issue 20 whose neighbours (issues 18 and 19) are not in
-the template yet. A fragment's `StandIn::Parameter` / `StandIn::Resource` entries are added only
-where the template lacks that name; `Merge::Property` sets one property of a template resource."""
+infra/template.yaml, for the parts of issue 20 not in the template yet. The template wins: a
+fragment's parameters, conditions, resources and outputs are added only where the template lacks
+that name (so once a part moves into the template, the test runs the template's), and so are its
+`StandIn::Parameter` / `StandIn::Resource` entries; `Merge::Property` sets one property of a
+template resource unless it is already set."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ def merged_template(out: Path, *fragments: str) -> Path:
     for name in fragments:
         fragment = yaml.load((harness.HERE / name).read_text(), Loader=deploy._CfnLoader)  # noqa: S506
         for section in ("Parameters", "Conditions", "Outputs"):
-            template.setdefault(section, {}).update(fragment.get(section, {}))
+            for key, value in fragment.get(section, {}).items():
+                template.setdefault(section, {}).setdefault(key, value)
         for key, value in fragment["Resources"].items():
             if value["Type"] == "StandIn::Parameter":
                 template["Parameters"].setdefault(value["Name"], value["Definition"])
@@ -28,8 +31,8 @@ def merged_template(out: Path, *fragments: str) -> Path:
                 template["Resources"].setdefault(value["Name"], value["Definition"])
             elif value["Type"] == "Merge::Property":
                 props = template["Resources"][value["Resource"]].setdefault("Properties", {})
-                props[value["Property"]] = value["Value"]
+                props.setdefault(value["Property"], value["Value"])
             else:
-                template["Resources"][key] = value
+                template["Resources"].setdefault(key, value)
     out.write_text(json.dumps(template))
     return out
