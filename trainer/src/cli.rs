@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use model::store::{Location, ModelUri};
 
 use crate::data::{self, GenerateSpec};
+use crate::distributed::engine::{Engine, EngineConfig, LambdaDistributor};
+use crate::distributed::stage;
 use crate::error::TrainError;
 use crate::progress::Progress;
 use crate::registry;
@@ -167,9 +169,13 @@ pub struct FitArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub model: ModelArgs,
-    /// seq: one thread, no rayon; par: rayon over folds x alphas and row chunks.
+    /// seq: one thread, no rayon; par: rayon over folds x alphas and row chunks; lambda:
+    /// one AWS Lambda task per fold on --function, the refit here or over --shards.
     #[arg(long, env = "TRAINER_MODE", value_enum, default_value_t = Mode::Par)]
     pub mode: Mode,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub lambda: LambdaArgs,
     /// Store root the model is published under: a directory or s3://bucket/prefix.
     #[arg(long, env = "TRAINER_STORE", default_value = "artifacts")]
     pub store: String,
@@ -179,6 +185,27 @@ pub struct FitArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, env = "TRAINER_REPORT")]
     pub report: Option<PathBuf>,
+}
+
+/// `--mode lambda`: where the tasks go and how many at once.
+#[derive(Debug, Clone, Args)]
+pub struct LambdaArgs {
+    /// The train-worker function's name or ARN (--mode lambda).
+    #[arg(long, env = "TRAINER_FUNCTION")]
+    pub function: Option<String>,
+    /// Invocations in flight at most (--mode lambda).
+    #[arg(long, env = "TRAINER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub concurrency: u32,
+    /// Data-parallel refit over this many shards (every L-BFGS evaluation is one round of
+    /// this many gradient tasks); 0 refits in this process (--mode lambda).
+    #[arg(long, env = "TRAINER_SHARDS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub shards: u32,
+    /// Retries of a failed task before the fit stops (--mode lambda).
+    #[arg(long, env = "TRAINER_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub retries: u32,
+    /// Seconds allowed for one invocation (Lambda's own limit is 900) (--mode lambda).
+    #[arg(long, env = "TRAINER_TASK_TIMEOUT", default_value_t = 905, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub task_timeout: u64,
 }
 
 /// `trainer compare`.
@@ -376,11 +403,36 @@ pub fn fit(a: &FitArgs, progress: &Progress) -> Result<FitReport, TrainError> {
     let root = Location::parse(&a.store)?;
     let store = storage::open_store(&root)?;
     let threads = match a.mode {
-        Mode::Seq => 1,
+        Mode::Seq | Mode::Lambda => 1,
         Mode::Par => resolve_threads(a.model.threads),
     };
+    let engine = match a.mode {
+        Mode::Lambda => Some(lambda_engine(&a.lambda, &root)?),
+        _ => None,
+    };
     let prep = train::prepare(&cfg)?;
-    let t = train::train(&prep, &cfg, a.mode, threads, progress)?;
+    let (t, stats) = match &engine {
+        Some(engine) => {
+            let staged = stage::stage(&prep, store.as_ref(), a.lambda.shards as usize)?;
+            if staged.uploaded > 0 {
+                eprintln!(
+                    "trainer: staged {} object(s), {} bytes, under {}",
+                    staged.uploaded,
+                    staged.uploaded_bytes,
+                    store.describe(stage::STAGING)
+                );
+            } else {
+                eprintln!(
+                    "trainer: staged data found under {}",
+                    store.describe(stage::STAGING)
+                );
+            }
+            let d = LambdaDistributor::new(engine, &staged, &cfg, prep.n_train, prep.classes.len());
+            let t = train::train_distributed(&prep, &cfg, &d, progress)?;
+            (t, Some(engine.stats()))
+        }
+        None => (train::train(&prep, &cfg, a.mode, threads, progress)?, None),
+    };
     let published = model::store::publish(store.as_ref(), &t.artifact)?;
     let uri = ModelUri {
         root,
@@ -396,10 +448,41 @@ pub fn fit(a: &FitArgs, progress: &Progress) -> Result<FitReport, TrainError> {
         cfg.seed,
         Some((uri, published.version)),
     );
+    let mut r = r;
+    r.distributed = stats;
     if let Some(path) = &a.report {
         report::write_json(path, &r)?;
     }
     Ok(r)
+}
+
+/// The Lambda engine for `--mode lambda`; refused with a local store, which the workers
+/// cannot read.
+fn lambda_engine(l: &LambdaArgs, root: &Location) -> Result<Engine, TrainError> {
+    let Some(function) = l.function.clone() else {
+        return Err(TrainError::param(
+            "--function",
+            "--mode lambda needs the worker function's name (--function or TRAINER_FUNCTION)",
+        ));
+    };
+    if let Location::Local(p) = root {
+        return Err(TrainError::param(
+            "--store",
+            format!(
+                "--mode lambda needs an S3 store (--store s3://bucket/prefix): the workers read \
+                 the staged training rows from <store>/{}/, and cannot see the local directory {}",
+                stage::STAGING,
+                p.display()
+            ),
+        ));
+    }
+    Engine::connect(EngineConfig {
+        function,
+        concurrency: l.concurrency as usize,
+        retries: l.retries,
+        task_timeout: std::time::Duration::from_secs(l.task_timeout),
+        backoff: std::time::Duration::from_millis(200),
+    })
 }
 
 /// The Python original's figures: accuracy and seconds of one `LogisticRegression` fit
@@ -452,7 +535,7 @@ pub fn compare(a: &CompareArgs, progress: &Progress) -> Result<CompareReport, Tr
             let t = train::train(&prep, &cfg, mode, threads, progress)?;
             let what = match mode {
                 Mode::Seq => "seq (1 thread)".to_string(),
-                Mode::Par => format!("par ({threads} threads)"),
+                Mode::Par | Mode::Lambda => format!("par ({threads} threads)"),
             };
             progress.run_done(format_args!(
                 "compare round {}/{}: {what} {:.3} s",
@@ -462,7 +545,7 @@ pub fn compare(a: &CompareArgs, progress: &Progress) -> Result<CompareReport, Tr
             ));
             match mode {
                 Mode::Seq => seq_runs.push(t),
-                Mode::Par => par_runs.push(t),
+                Mode::Par | Mode::Lambda => par_runs.push(t),
             }
         }
     }

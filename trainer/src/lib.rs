@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod kernel;
 mod lbfgs;

@@ -69,6 +69,9 @@ pub struct FitReport {
     pub feature_matrix_bytes: usize,
     /// Peak resident memory of the process so far (Linux `VmHWM`), if known.
     pub peak_rss_bytes: Option<u64>,
+    /// `--mode lambda`: tasks, retries, invoke_seconds, rounds and per-task timings.
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub distributed: Option<crate::distributed::engine::EngineStats>,
 }
 
 impl FitReport {
@@ -121,6 +124,7 @@ impl FitReport {
             converged: t.model.converged,
             feature_matrix_bytes: p.matrix_bytes(),
             peak_rss_bytes: peak_rss_bytes(),
+            distributed: None,
         }
     }
 

@@ -46,6 +46,123 @@ pub fn chunks(n: usize) -> usize {
     n.div_ceil(CHUNK_ROWS).next_multiple_of(2)
 }
 
+/// Most blocks a pass's chunks are summed in. Chunk sums are added within a block, then
+/// the block sums in block order: a shape that depends on `n` alone, so a data-parallel
+/// pass (one shard = a run of whole blocks, see `distributed`) adds the same numbers in the
+/// same order as one machine. Up to this many chunks, a block is one chunk and the sum is
+/// the plain chunk-order sum.
+pub const MAX_BLOCKS: usize = 64;
+
+/// Chunks per block for `n` rows: `ceil(chunks / MAX_BLOCKS)`, at least 1.
+pub fn chunks_per_block(n: usize) -> usize {
+    chunks(n).div_ceil(MAX_BLOCKS).max(1)
+}
+
+/// Blocks of a pass over `n` rows (at most [`MAX_BLOCKS`]).
+pub fn blocks(n: usize) -> usize {
+    chunks(n).div_ceil(chunks_per_block(n))
+}
+
+/// Rows `start..end` covered by blocks `first..last` of a pass over `n` rows.
+pub fn block_rows(first: usize, last: usize, n: usize) -> std::ops::Range<usize> {
+    let (c, g) = (chunks(n), chunks_per_block(n));
+    let start = chunk_range((first * g).min(c), c, n).0;
+    let end = if last * g >= c {
+        n
+    } else {
+        chunk_range(last * g, c, n).0
+    };
+    start..end
+}
+
+/// Blocks `first..last` of shard `s` of `shards` over `n` rows: near-equal runs of whole
+/// blocks. Every shard has at least one block when `shards <= blocks(n)`.
+pub fn shard_blocks(s: usize, shards: usize, n: usize) -> std::ops::Range<usize> {
+    let b = blocks(n);
+    let at = |s: usize| (s * b).checked_div(shards).unwrap_or(0);
+    at(s)..at(s + 1)
+}
+
+/// Sum chunk sums into block sums: within a block in chunk order, the first chunk's sums
+/// taken as they are (so a block of one chunk is that chunk's sums, bit for bit).
+pub fn sum_blocks(partials: Vec<kernel::ChunkSums>, per_block: usize) -> Vec<kernel::ChunkSums> {
+    let mut out: Vec<kernel::ChunkSums> =
+        Vec::with_capacity(partials.len().div_ceil(per_block.max(1)));
+    for (i, p) in partials.into_iter().enumerate() {
+        if i % per_block.max(1) == 0 {
+            out.push(p);
+        } else if let Some(acc) = out.last_mut() {
+            acc.loss += p.loss;
+            for (g, v) in acc.grad.iter_mut().zip(&p.grad) {
+                *g += v;
+            }
+        }
+    }
+    out
+}
+
+/// The block sums of blocks `first..last` of a pass over `n` rows at weights `w`, from
+/// the rows of those blocks only: `x` / `y` hold rows `block_rows(first, last, n)`. This
+/// is what a gradient task computes on its shard; [`Objective`] adds the same sums.
+pub fn shard_block_sums(
+    x: ArrayView2<'_, f64>,
+    y: &[usize],
+    n: usize,
+    blocks_range: std::ops::Range<usize>,
+    n_classes: usize,
+    w: &[f64],
+) -> Result<Vec<kernel::ChunkSums>, TrainError> {
+    let rows = block_rows(blocks_range.start, blocks_range.end, n);
+    let k = if n_classes == 2 { 1 } else { n_classes };
+    let f = x.ncols();
+    if x.nrows() != rows.len() || y.len() != rows.len() {
+        return Err(TrainError::param(
+            "shard",
+            format!(
+                "blocks {}..{} of {n} rows are rows {}..{} ({} rows), but the shard has {} rows and {} labels",
+                blocks_range.start,
+                blocks_range.end,
+                rows.start,
+                rows.end,
+                rows.len(),
+                x.nrows(),
+                y.len()
+            ),
+        ));
+    }
+    if w.len() != k * (f + 1) {
+        return Err(TrainError::param(
+            "weights",
+            format!("{} weights for {k} x ({f} + 1) parameters", w.len()),
+        ));
+    }
+    if let Some(&bad) = y.iter().find(|&&c| c >= n_classes) {
+        return Err(TrainError::param(
+            "labels",
+            format!("class index {bad} with {n_classes} classes"),
+        ));
+    }
+    let x = x.as_standard_layout();
+    let mut buf = Vec::new();
+    let wa = kernel::aligned_zeros(&mut buf, w.len());
+    wa.copy_from_slice(w);
+    let kw = kernel::Weights::new(wa, k, f);
+    let (c_all, g) = (chunks(n), chunks_per_block(n));
+    let first_chunk = (blocks_range.start * g).min(c_all);
+    let last_chunk = (blocks_range.end * g).min(c_all);
+    let partials: Vec<kernel::ChunkSums> = (first_chunk..last_chunk)
+        .map(|c| {
+            let (start, end) = chunk_range(c, c_all, n);
+            let (a, b) = (start - rows.start, end - rows.start);
+            let slices: Vec<&[f64]> = (a..b)
+                .map(|i| x.index_axis(Axis(0), i).to_slice().unwrap_or(&[]))
+                .collect();
+            kernel::chunk(&slices, &y[a..b], &kw)
+        })
+        .collect();
+    Ok(sum_blocks(partials, g))
+}
+
 /// Rows `start..end` of chunk `c` of `chunks` over `n` rows.
 fn chunk_range(c: usize, chunks: usize, n: usize) -> (usize, usize) {
     let at = |c: usize| (c * n).checked_div(chunks).unwrap_or(0);
@@ -73,7 +190,7 @@ pub enum Spread {
 }
 
 /// Which optimiser fits the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SolverKind {
     /// Our fused objective driven by argmin's L-BFGS (More-Thuente line search).
@@ -345,7 +462,7 @@ impl<'a> Objective<'a> {
                 .map(|c| self.chunk(c, n_chunks, &kw))
                 .collect()
         };
-        self.total(w, &partials)
+        self.total(w, partials)
     }
 
     fn weights<'w>(&self, w: &'w [f64]) -> kernel::Weights<'w> {
@@ -354,7 +471,14 @@ impl<'a> Objective<'a> {
 
     /// Loss and gradient from the chunks' sums, added in chunk order (the same sums in the
     /// same order on any thread count), plus the penalty, averaged over the rows.
-    fn total(&self, w: &[f64], partials: &[kernel::ChunkSums]) -> (f64, Vec<f64>) {
+    fn total(&self, w: &[f64], partials: Vec<kernel::ChunkSums>) -> (f64, Vec<f64>) {
+        self.total_blocks(w, &sum_blocks(partials, chunks_per_block(self.n())))
+    }
+
+    /// Loss and gradient from the block sums of a whole pass (see [`MAX_BLOCKS`]), added in
+    /// block order, plus the penalty, averaged over the rows: the last step of every pass,
+    /// local or data-parallel.
+    pub fn total_blocks(&self, w: &[f64], partials: &[kernel::ChunkSums]) -> (f64, Vec<f64>) {
         let mut loss = 0.0;
         let mut grad = vec![0.0; self.dim()];
         for p in partials {
@@ -460,7 +584,7 @@ impl<'o, 'a> Team<'o, 'a> {
                 taken.unwrap_or_else(|| self.obj.chunk(c, self.n_chunks, &self.obj.weights(w)))
             })
             .collect();
-        self.obj.total(w, &partials)
+        self.obj.total(w, partials)
     }
 
     /// Claim and compute one chunk of the current pass; false when none is left.
@@ -513,6 +637,13 @@ impl Drop for EndTeam<'_, '_, '_> {
     }
 }
 
+/// Computes the block sums of a whole pass elsewhere: a data-parallel refit's shards
+/// (`distributed`). The blocks come back in block order, all of them.
+pub trait BlockEval: Sync {
+    /// Block sums of every block of the pass at `w` (the parameter layout of [`Objective`]).
+    fn block_sums(&self, w: &[f64]) -> Result<Vec<kernel::ChunkSums>, TrainError>;
+}
+
 /// A point, its cost and its gradient.
 type Evaluated = (Array1<f64>, f64, Array1<f64>);
 
@@ -521,6 +652,9 @@ type Evaluated = (Array1<f64>, f64, Array1<f64>);
 struct Problem<'p, 'a> {
     obj: &'p Objective<'a>,
     team: Option<&'p Team<'p, 'a>>,
+    remote: Option<&'p dyn BlockEval>,
+    /// Why a remote pass failed: argmin only carries a message, the fit returns this.
+    failure: Arc<Mutex<Option<TrainError>>>,
     cache: Mutex<Option<Evaluated>>,
     /// Evaluations so far. Outside the problem: a failed line search ends the fit with the
     /// problem inside its own run, and the count must survive it.
@@ -542,7 +676,25 @@ impl Problem<'_, '_> {
             return Ok((*c, g.clone()));
         }
         self.evals.fetch_add(1, Ordering::Relaxed);
-        let (c, g) = if let Some(team) = self.team {
+        let (c, g) = if let Some(remote) = self.remote {
+            let w = p.to_vec();
+            let blocks = remote.block_sums(&w).map_err(|e| {
+                let msg = e.to_string();
+                *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                argmin::core::Error::msg(msg)
+            })?;
+            if blocks.len() != blocks_of(self.obj) {
+                let e = TrainError::Solver(format!(
+                    "a data-parallel pass returned {} block sums, expected {}",
+                    blocks.len(),
+                    blocks_of(self.obj)
+                ));
+                let msg = e.to_string();
+                *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                return Err(argmin::core::Error::msg(msg));
+            }
+            self.obj.total_blocks(&w, &blocks)
+        } else if let Some(team) = self.team {
             match p.as_slice() {
                 Some(w) => team.eval(w),
                 None => team.eval(&p.to_vec()),
@@ -565,6 +717,10 @@ impl Problem<'_, '_> {
         *cache = Some((p.clone(), c, g.clone()));
         Ok((c, g))
     }
+}
+
+fn blocks_of(obj: &Objective<'_>) -> usize {
+    blocks(obj.n())
 }
 
 impl CostFunction for Problem<'_, '_> {
@@ -636,7 +792,31 @@ impl ValidLogisticParams {
         obj: &'p Objective<'a>,
         team: Option<&'p Team<'p, 'a>>,
     ) -> Result<LinearModel, TrainError> {
-        self.run(obj, team, Lbfgs::new(10, self.tol, TOL_COST))
+        self.run(obj, team, None, Lbfgs::new(10, self.tol, TOL_COST))
+    }
+
+    /// The L-BFGS fit with every pass computed by `remote` (data-parallel shards); the
+    /// same numbers in the same order as a local fit, so the same model bit for bit.
+    pub fn fit_remote<'a>(
+        &self,
+        records: Rows<'a>,
+        labels: Labels<'a>,
+        remote: &dyn BlockEval,
+    ) -> Result<LinearModel, TrainError> {
+        if self.solver != SolverKind::Lbfgs {
+            return Err(TrainError::param(
+                "--solver",
+                "a data-parallel fit (--shards) needs the lbfgs solver",
+            ));
+        }
+        if labels.n_classes < 2 {
+            return Err(TrainError::param("classes", "need at least 2 classes"));
+        }
+        if records.nsamples() == 0 {
+            return Err(TrainError::param("rows", "no training rows"));
+        }
+        let obj = Objective::new(records, labels, self.alpha, false);
+        self.run(&obj, None, Some(remote), Lbfgs::new(10, self.tol, TOL_COST))
     }
 
     /// `solver` from the start point (zeros or the warm start) to its end, as a model.
@@ -644,6 +824,7 @@ impl ValidLogisticParams {
         &self,
         obj: &'p Objective<'a>,
         team: Option<&'p Team<'p, 'a>>,
+        remote: Option<&'p dyn BlockEval>,
         solver: S,
     ) -> Result<LinearModel, TrainError>
     where
@@ -652,9 +833,12 @@ impl ValidLogisticParams {
         let (k, f) = (obj.k, obj.x.ncols());
         let dim = obj.dim();
         let evals = Arc::new(AtomicUsize::new(0));
+        let failure = Arc::new(Mutex::new(None));
         let problem = Problem {
             obj,
             team,
+            remote,
+            failure: Arc::clone(&failure),
             cache: Mutex::new(None),
             evals: Arc::clone(&evals),
         };
@@ -669,7 +853,13 @@ impl ValidLogisticParams {
             .ctrlc(false)
             .timer(false)
             .run()
-            .map_err(|e| TrainError::Solver(e.to_string()))?;
+            .map_err(|e| {
+                failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .unwrap_or_else(|| TrainError::Solver(e.to_string()))
+            })?;
         let state = res.state();
         let iterations = state.get_iter();
         let status = state.get_termination_status().clone();
@@ -928,7 +1118,7 @@ mod tests {
         };
         let p = LogisticParams::default().check().expect("params");
         let obj = Objective::new(rows, labels, p.alpha, false);
-        let m = p.run(&obj, None, LosesTheProblem(5)).expect("ends");
+        let m = p.run(&obj, None, None, LosesTheProblem(5)).expect("ends");
         assert_eq!(m.evaluations, 5);
         assert!(!m.converged);
         assert!(m.termination.contains("lost"), "{}", m.termination);
@@ -949,6 +1139,7 @@ mod tests {
         let reference = p
             .run(
                 &obj,
+                None,
                 None,
                 MaxAbsGrad {
                     inner: argmin,

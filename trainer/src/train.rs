@@ -37,6 +37,9 @@ pub enum Mode {
     Seq,
     /// rayon, over folds x alphas and over row chunks of large fits.
     Par,
+    /// AWS Lambda: one task per fold on `train-worker`, the refit in this process or as
+    /// rounds of gradient tasks over shards (`trainer fit --mode lambda --function NAME`).
+    Lambda,
 }
 
 impl std::fmt::Display for Mode {
@@ -44,6 +47,7 @@ impl std::fmt::Display for Mode {
         f.write_str(match self {
             Self::Seq => "seq",
             Self::Par => "par",
+            Self::Lambda => "lambda",
         })
     }
 }
@@ -348,7 +352,140 @@ pub fn train(
     match mode {
         Mode::Seq => train_in(p, cfg, Mode::Seq, 1, progress),
         Mode::Par => pool(threads)?.install(|| train_in(p, cfg, Mode::Par, threads, progress)),
+        Mode::Lambda => Err(TrainError::param(
+            "--mode",
+            "lambda needs a worker function (--function NAME) and an S3 store; see `distributed`",
+        )),
     }
+}
+
+/// Runs the work of a fit somewhere else: the Lambda engine of `distributed`, or a test's.
+pub trait Distributor: Sync {
+    /// One penalty path per fold, `order` (indices into the grid, see [`path_order`]) on
+    /// each; the results in fold order.
+    fn cv(
+        &self,
+        folds: usize,
+        order: &[usize],
+        progress: &Progress,
+    ) -> Result<Vec<FoldPath>, TrainError>;
+    /// The evaluator of a data-parallel refit, or `None` to refit in this process.
+    fn refit(&self) -> Option<&dyn solver::BlockEval>;
+}
+
+/// Train with `d` running the cross-validation (one task per fold) and, if it says so,
+/// the refit's passes: the same split, folds, grid and model as [`train`] in any mode.
+pub fn train_distributed(
+    p: &Prepared,
+    cfg: &TrainConfig,
+    d: &dyn Distributor,
+    progress: &Progress,
+) -> Result<Trained, TrainError> {
+    train_with(p, cfg, Mode::Lambda, 1, progress, Some(d))
+}
+
+/// The order a fold's penalty path runs in: strongest penalty first (each fit
+/// warm-starts the next), as indices into `alphas`.
+pub fn path_order(alphas: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..alphas.len()).collect();
+    order.sort_by(|&a, &b| alphas[b].total_cmp(&alphas[a]));
+    order
+}
+
+/// The training positions of each fold: every position not in its validation set.
+pub fn fold_train_rows(folds: &[Vec<usize>], n_train: usize) -> Vec<Vec<usize>> {
+    folds
+        .iter()
+        .map(|val| {
+            let mut is_val = vec![false; n_train];
+            for &i in val {
+                if let Some(v) = is_val.get_mut(i) {
+                    *v = true;
+                }
+            }
+            (0..n_train).filter(|&i| !is_val[i]).collect()
+        })
+        .collect()
+}
+
+/// What one fold's penalty path gives: the validation accuracy of each alpha run
+/// (`(index into the grid, score)`, in path order) and the solver's evaluations.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct FoldPath {
+    /// `(alpha index, validation accuracy)` per fit.
+    pub scores: Vec<(usize, f64)>,
+    /// Loss / gradient evaluations of the fits together.
+    pub evaluations: usize,
+}
+
+/// The settings of every fit of a penalty path.
+#[derive(Debug, Clone, Copy)]
+pub struct PathParams<'c> {
+    /// The grid.
+    pub alphas: &'c [f64],
+    /// Iteration limit per fit.
+    pub max_iter: u64,
+    /// Gradient tolerance per fit.
+    pub tol: f64,
+    /// Solver.
+    pub solver: SolverKind,
+}
+
+/// One fold's warm-started penalty path over `chain` (indices into the grid): fit on the
+/// `train` positions of `x` / `y`, score on the `val` positions. `on_fit` is called after
+/// each fit. Local CV and the Lambda worker both run exactly this.
+#[allow(clippy::too_many_arguments)]
+pub fn fold_path(
+    x: ArrayView2<'_, f64>,
+    y: &[usize],
+    n_classes: usize,
+    train: &[usize],
+    val: &[usize],
+    chain: &[usize],
+    pp: PathParams<'_>,
+    spread: Spread,
+    on_fit: &(dyn Fn() + Sync),
+) -> Result<FoldPath, TrainError> {
+    let mut prev: Option<LinearModel> = None;
+    let mut out = FoldPath {
+        scores: Vec::with_capacity(chain.len()),
+        evaluations: 0,
+    };
+    for &a in chain {
+        let alpha = *pp.alphas.get(a).ok_or_else(|| {
+            TrainError::param(
+                "alphas",
+                format!("alpha index {a} with {} alphas", pp.alphas.len()),
+            )
+        })?;
+        let params = LogisticParams::default()
+            .alpha(alpha)
+            .max_iter(pp.max_iter)
+            .tol(pp.tol)
+            .solver(pp.solver)
+            .spread(spread)
+            .warm_start(prev.as_ref());
+        let m = solver::fit(
+            &params,
+            Rows {
+                x: x.view(),
+                rows: Some(train),
+            },
+            Labels { y, n_classes },
+        )?;
+        let pred = m.predict_rows(x, val);
+        let right = pred
+            .iter()
+            .zip(val)
+            .filter(|(pr, i)| **pr == y[**i])
+            .count();
+        on_fit();
+        out.evaluations += m.evaluations;
+        #[allow(clippy::cast_precision_loss)]
+        out.scores.push((a, right as f64 / val.len().max(1) as f64));
+        prev = Some(m);
+    }
+    Ok(out)
 }
 
 /// The seeded stratified split of `file`'s rows ([`data::stratified_split`]); an error when it
@@ -404,6 +541,17 @@ fn train_in(
     threads: usize,
     progress: &Progress,
 ) -> Result<Trained, TrainError> {
+    train_with(p, cfg, mode, threads, progress, None)
+}
+
+fn train_with(
+    p: &Prepared,
+    cfg: &TrainConfig,
+    mode: Mode,
+    threads: usize,
+    progress: &Progress,
+    remote: Option<&dyn Distributor>,
+) -> Result<Trained, TrainError> {
     let par = mode == Mode::Par;
     let n_classes = p.classes.len();
     let x = p.train_x();
@@ -425,23 +573,12 @@ fn train_in(
         cfg.alphas[0]
     } else {
         let k = p.folds.len();
-        let train_rows: Vec<Vec<usize>> = p
-            .folds
-            .iter()
-            .map(|val| {
-                let mut is_val = vec![false; p.n_train];
-                for &i in val {
-                    is_val[i] = true;
-                }
-                (0..p.n_train).filter(|&i| !is_val[i]).collect()
-            })
-            .collect();
+        let train_rows = fold_train_rows(&p.folds, p.n_train);
         // Warm starts along the penalty path, as scikit-learn's LogisticRegressionCV does:
         // within a fold, alphas run from the strongest penalty down, each fit starting from
         // the previous solution. Each fold's path may be cut into PATH_CHAINS fixed chains;
         // the cut never depends on threads.
-        let mut order: Vec<usize> = (0..cfg.alphas.len()).collect();
-        order.sort_by(|&a, &b| cfg.alphas[b].total_cmp(&cfg.alphas[a]));
+        let order = path_order(&cfg.alphas);
         let per_chain = order.len().div_ceil(PATH_CHAINS).max(1);
         let chains: Vec<&[usize]> = order.chunks(per_chain).collect();
         // Weakest-penalty chains (the slowest fits) first, so the pool ends on short tasks.
@@ -452,35 +589,52 @@ fn train_in(
             .collect();
         let done = AtomicUsize::new(0);
         progress.start("cross-validation", cfg.alphas.len() * k + 1);
+        let pp = PathParams {
+            alphas: &cfg.alphas,
+            max_iter: cfg.max_iter,
+            tol: cfg.tol,
+            solver: cfg.solver,
+        };
+        let on_fit = || progress.tick(done.fetch_add(1, Ordering::Relaxed) + 1);
         let run = |&(f, chain): &(usize, &[usize]),
                    spread: Spread|
          -> Result<Vec<(usize, f64)>, TrainError> {
-            let mut prev: Option<LinearModel> = None;
-            let mut out = Vec::with_capacity(chain.len());
-            for &a in chain {
-                let m = solver::fit(
-                    &params(cfg.alphas[a], spread).warm_start(prev.as_ref()),
-                    Rows {
-                        x: x.view(),
-                        rows: Some(&train_rows[f]),
-                    },
-                    Labels { y, n_classes },
-                )?;
-                let pred = m.predict_rows(x, &p.folds[f]);
-                let right = pred
-                    .iter()
-                    .zip(&p.folds[f])
-                    .filter(|(pr, i)| **pr == y[**i])
-                    .count();
-                progress.tick(done.fetch_add(1, Ordering::Relaxed) + 1);
-                cv_evals.fetch_add(m.evaluations, Ordering::Relaxed);
-                #[allow(clippy::cast_precision_loss)]
-                out.push((a, right as f64 / p.folds[f].len().max(1) as f64));
-                prev = Some(m);
-            }
-            Ok(out)
+            let r = fold_path(
+                x,
+                y,
+                n_classes,
+                &train_rows[f],
+                &p.folds[f],
+                chain,
+                pp,
+                spread,
+                &on_fit,
+            )?;
+            cv_evals.fetch_add(r.evaluations, Ordering::Relaxed);
+            Ok(r.scores)
         };
-        let results: Vec<Vec<(usize, f64)>> = if par {
+        // A distributor runs one task per fold: the whole path (PATH_CHAINS is 1).
+        let tasks: Vec<(usize, &[usize])> = if remote.is_some() {
+            (0..k).map(|f| (f, order.as_slice())).collect()
+        } else {
+            tasks
+        };
+        let results: Vec<Vec<(usize, f64)>> = if let Some(d) = remote {
+            let paths = d.cv(k, &order, progress)?;
+            if paths.len() != k {
+                return Err(TrainError::Solver(format!(
+                    "{} fold results for {k} folds",
+                    paths.len()
+                )));
+            }
+            paths
+                .into_iter()
+                .map(|r| {
+                    cv_evals.fetch_add(r.evaluations, Ordering::Relaxed);
+                    r.scores
+                })
+                .collect()
+        } else if par {
             // Whole rounds of one task per thread run side by side (a thread that runs out
             // of tasks takes row chunks of the others' fits); the tasks left over, fewer than
             // the threads, run one at a time with the whole pool on each pass, as the refit
@@ -506,7 +660,9 @@ fn train_in(
         let mut scores = vec![0.0; cfg.alphas.len() * k];
         for ((f, _), r) in tasks.iter().zip(&results) {
             for &(a, score) in r {
-                scores[a * k + f] = score;
+                if let Some(s) = scores.get_mut(a * k + f) {
+                    *s = score;
+                }
             }
         }
         for (a, &alpha) in cfg.alphas.iter().enumerate() {
@@ -538,11 +694,19 @@ fn train_in(
     // cross-validation that picks A give the same model, bit for bit.
     // The refit has the pool to itself: its helpers stay awake between passes.
     let spread = if par { Spread::Dedicated } else { Spread::Off };
-    let model = solver::fit(&params(alpha, spread), Rows { x, rows: None }, labels)?;
+    let model = match remote.and_then(Distributor::refit) {
+        Some(eval) => {
+            use linfa::ParamGuard;
+            params(alpha, Spread::Off)
+                .check()?
+                .fit_remote(Rows { x, rows: None }, labels, eval)?
+        }
+        None => solver::fit(&params(alpha, spread), Rows { x, rows: None }, labels)?,
+    };
     let refit_seconds = refit_started.elapsed().as_secs_f64();
     progress.finish();
 
-    let mut artifact = build_artifact(p, cfg, &model, alpha, &cv, mode, threads);
+    let mut artifact = build_artifact(p, cfg, &model, alpha, &cv);
     artifact.seal();
     let eval = evaluate(&Model::new(artifact.clone())?, p)?;
     let m = &mut artifact.metrics;
@@ -572,8 +736,6 @@ fn build_artifact(
     m: &LinearModel,
     alpha: f64,
     cv: &[CvScore],
-    mode: Mode,
-    threads: usize,
 ) -> Artifact {
     let mut training = Map::new();
     let mut put = |k: &str, v: Value| {
@@ -586,8 +748,6 @@ fn build_artifact(
     put("alphas", json!(cfg.alphas));
     put("folds", json!(if cv.is_empty() { 0 } else { cfg.folds }));
     put("seed", json!(cfg.seed));
-    put("mode", json!(mode.to_string()));
-    put("threads", json!(threads));
     put("max_iter", json!(cfg.max_iter));
     put("tol", json!(cfg.tol));
     put("iterations", json!(m.iterations));

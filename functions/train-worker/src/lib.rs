@@ -1,2 +1,228 @@
-//! The distributed trainer's worker (issue 18).
+//! The distributed trainer's worker (issue 18): one task per invocation, defined in
+//! `trainer::distributed::task`.
+//!
+//! - *cv*: one fold's warm-started penalty path over the grid (`trainer::train::fold_path`,
+//!   the code a local fit runs), scored on the fold's validation rows;
+//! - *gradient*: the block sums of one shard's rows at the event's parameters
+//!   (`trainer::solver::shard_block_sums`);
+//! - *ping*: nothing (round-trip benchmarks).
+//!
+//! Data comes from the staged objects the event names (`trainer::distributed::stage`); the
+//! bytes must hash to the event's sha256 or the task is refused. Parsed rows stay in memory
+//! across warm invocations, keyed by that sha256 (which names the object's content and so
+//! the shard), so only a cold worker reads S3. The handler is synchronous CPU work; `main`
+//! runs it on a blocking thread.
 #![warn(missing_docs)]
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use model::store::Location;
+use trainer::data;
+use trainer::distributed::stage::{self, StagedRows};
+use trainer::distributed::task::{
+    self, BlockSums, CvTask, Event, GradientTask, Outcome, PAYLOAD_LIMIT, StagedRef, Task,
+    TaskResult,
+};
+use trainer::solver::{self, Spread};
+use trainer::train::{self, PathParams};
+
+/// Parsed objects kept across invocations, at most (oldest dropped first).
+pub const CACHE_ENTRIES: usize = 4;
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The same event would fail again: bad event, data that does not match its sha256,
+    /// a result over the payload limit. Error type `Refused`: the coordinator does not retry.
+    #[error("{0}")]
+    Refused(String),
+    /// Perhaps not next time (S3 unreachable, ...): the coordinator retries.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl WorkerError {
+    /// The Lambda error type: `Refused` or `Failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Refused(_) => "Refused",
+            Self::Failed(_) => "Failed",
+        }
+    }
+}
+
+/// Reads a whole object (S3 in production; a seam for tests).
+pub type ReadObject = Box<dyn Fn(&Location) -> Result<Vec<u8>, model::StoreError> + Send + Sync>;
+
+/// Reads staged objects (through `read`, S3 in production) and caches what it parsed.
+pub struct Worker {
+    read: ReadObject,
+    cache: Mutex<Vec<(String, Arc<StagedRows>)>>,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Self::new(Box::new(storage::read_location))
+    }
+}
+
+impl Worker {
+    /// A worker reading objects with `read`.
+    pub fn new(read: ReadObject) -> Self {
+        Self {
+            read,
+            cache: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The rows of `r`, from the cache or S3; true when read from S3.
+    fn rows(&self, r: &StagedRef) -> Result<(Arc<StagedRows>, bool), WorkerError> {
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, rows)) = cache.iter().find(|(sha, _)| *sha == r.sha256) {
+                return Ok((Arc::clone(rows), false));
+            }
+        }
+        let loc = Location::parse(&r.uri)
+            .map_err(|e| WorkerError::Refused(format!("bad staged uri {:?}: {e}", r.uri)))?;
+        if !matches!(loc, Location::S3 { .. }) {
+            return Err(WorkerError::Refused(format!(
+                "staged uri {:?} is not s3://bucket/key",
+                r.uri
+            )));
+        }
+        let bytes = (self.read)(&loc).map_err(|e| match e {
+            model::StoreError::NotFound(_) => {
+                WorkerError::Refused(format!("{}: staged object not found", r.uri))
+            }
+            e => WorkerError::Failed(format!("{}: {e}", r.uri)),
+        })?;
+        let rows = Arc::new(
+            stage::decode(&bytes, &r.uri, &r.sha256)
+                .map_err(|e| WorkerError::Refused(e.to_string()))?,
+        );
+        drop(bytes);
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHE_ENTRIES {
+            cache.remove(0);
+        }
+        cache.push((r.sha256.clone(), Arc::clone(&rows)));
+        Ok((rows, true))
+    }
+
+    /// Run one event (raw JSON) to its result.
+    pub fn handle(&self, payload: &[u8]) -> Result<TaskResult, WorkerError> {
+        let event = task::parse_event(payload).map_err(WorkerError::Refused)?;
+        let started_ms = task::now_ms();
+        let (outcome, loaded) = self.run(&event)?;
+        let result = TaskResult {
+            version: task::TASK_VERSION,
+            id: event.id.clone(),
+            outcome,
+            started_ms,
+            ended_ms: task::now_ms(),
+            loaded,
+        };
+        let size = serde_json::to_vec(&result)
+            .map_err(|e| {
+                WorkerError::Refused(format!("task {:?}: result not serialisable: {e}", event.id))
+            })?
+            .len();
+        if size > PAYLOAD_LIMIT {
+            return Err(WorkerError::Refused(format!(
+                "task {:?}: the result is {size} bytes, over Lambda's {PAYLOAD_LIMIT}-byte response limit; \
+                 use more shards",
+                event.id
+            )));
+        }
+        Ok(result)
+    }
+
+    fn run(&self, event: &Event) -> Result<(Outcome, bool), WorkerError> {
+        match &event.task {
+            Task::Ping {} => Ok((Outcome::Ping {}, false)),
+            Task::Cv(t) => self.cv(t),
+            Task::Gradient(t) => self.gradient(t),
+        }
+    }
+
+    fn cv(&self, t: &CvTask) -> Result<(Outcome, bool), WorkerError> {
+        let (rows, loaded) = self.rows(&t.data)?;
+        if rows.first != 0 || rows.x.nrows() != rows.n {
+            return Err(WorkerError::Refused(format!(
+                "{}: a CV task needs all training rows, this object holds rows {}..{} of {}",
+                t.data.uri,
+                rows.first,
+                rows.first + rows.x.nrows(),
+                rows.n
+            )));
+        }
+        if t.folds < 2 || t.fold >= t.folds || t.folds > rows.n {
+            return Err(WorkerError::Refused(format!(
+                "field `fold`: fold {} of {} folds over {} rows",
+                t.fold, t.folds, rows.n
+            )));
+        }
+        let folds = data::stratified_folds(&rows.y, rows.n_classes, t.folds);
+        let train_rows = train::fold_train_rows(&folds, rows.n);
+        let path = train::fold_path(
+            rows.x.view(),
+            &rows.y,
+            rows.n_classes,
+            &train_rows[t.fold],
+            &folds[t.fold],
+            &t.order,
+            PathParams {
+                alphas: &t.alphas,
+                max_iter: t.max_iter,
+                tol: t.tol,
+                solver: t.solver,
+            },
+            Spread::Off,
+            &|| {},
+        )
+        .map_err(|e| WorkerError::Refused(format!("fold {}: {e}", t.fold)))?;
+        Ok((Outcome::Cv(path), loaded))
+    }
+
+    fn gradient(&self, t: &GradientTask) -> Result<(Outcome, bool), WorkerError> {
+        let (rows, loaded) = self.rows(&t.shard)?;
+        let [first, last] = t.blocks;
+        if first > last || last > solver::blocks(t.n) {
+            return Err(WorkerError::Refused(format!(
+                "field `blocks`: {first}..{last} with {} blocks",
+                solver::blocks(t.n)
+            )));
+        }
+        let want = solver::block_rows(first, last, t.n);
+        if rows.n != t.n || rows.first != want.start || rows.x.nrows() != want.len() {
+            return Err(WorkerError::Refused(format!(
+                "{}: holds rows {}..{} of {}, but blocks {first}..{last} of {} rows are rows {}..{}",
+                t.shard.uri,
+                rows.first,
+                rows.first + rows.x.nrows(),
+                rows.n,
+                t.n,
+                want.start,
+                want.end
+            )));
+        }
+        let sums = solver::shard_block_sums(
+            rows.x.view(),
+            &rows.y,
+            t.n,
+            first..last,
+            rows.n_classes,
+            &t.weights,
+        )
+        .map_err(|e| WorkerError::Refused(e.to_string()))?;
+        let blocks = sums
+            .into_iter()
+            .map(|s| BlockSums {
+                loss: s.loss,
+                grad: s.grad,
+            })
+            .collect();
+        Ok((Outcome::Gradient { blocks }, loaded))
+    }
+}

@@ -1,0 +1,223 @@
+//! Task events and results: versioned JSON, the same types on both sides.
+//!
+//! An event is `{"version": 1, "id": "...", "task": {"cv": {...}}}` (or `"gradient"`,
+//! `"ping"`). Unknown fields are refused and a missing one is named in the error
+//! (serde's "missing field `fold`"); an event of another version is refused before its
+//! shape is looked at. Floats travel as JSON numbers written shortest-round-trip and read
+//! with `float_roundtrip`: the bits arrive unchanged.
+
+use serde::{Deserialize, Serialize};
+
+use crate::solver::SolverKind;
+use crate::train::FoldPath;
+
+/// The version of [`Event`] and [`TaskResult`] this build speaks.
+pub const TASK_VERSION: u32 = 1;
+
+/// AWS Lambda's limit on a synchronous invocation's request and response payloads.
+pub const PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+
+/// A staged object the worker reads: where it is and what it must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagedRef {
+    /// `s3://bucket/key` of the object.
+    pub uri: String,
+    /// Hex SHA-256 of the object's bytes; a mismatch is refused.
+    pub sha256: String,
+}
+
+/// One fold's warm-started penalty path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CvTask {
+    /// All training rows (standardised) and labels.
+    pub data: StagedRef,
+    /// Folds of the stratified split (recomputed by the worker from the labels).
+    pub folds: usize,
+    /// This task's fold.
+    pub fold: usize,
+    /// The grid, as given.
+    pub alphas: Vec<f64>,
+    /// Grid indices in path order.
+    pub order: Vec<usize>,
+    /// Iteration limit per fit.
+    pub max_iter: u64,
+    /// Gradient tolerance per fit.
+    pub tol: f64,
+    /// Solver.
+    pub solver: SolverKind,
+}
+
+/// Loss and gradient sums of one shard's blocks at the given parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradientTask {
+    /// This shard's rows and labels.
+    pub shard: StagedRef,
+    /// Shard index.
+    pub index: usize,
+    /// Shards of the fit.
+    pub shards: usize,
+    /// Training rows of the whole fit (the chunk and block layout depends on it).
+    pub n: usize,
+    /// First and one-past-last block of this shard.
+    pub blocks: [usize; 2],
+    /// Parameters: coefficient rows, then intercepts.
+    pub weights: Vec<f64>,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Task {
+    /// A CV fold's penalty path.
+    Cv(CvTask),
+    /// A shard's loss and gradient.
+    Gradient(GradientTask),
+    /// Nothing: a round trip (benchmarks, smoke tests).
+    Ping {},
+}
+
+impl Task {
+    /// `cv`, `gradient` or `ping`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Cv(_) => "cv",
+            Self::Gradient(_) => "gradient",
+            Self::Ping {} => "ping",
+        }
+    }
+}
+
+/// An invocation's event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// [`TASK_VERSION`].
+    pub version: u32,
+    /// Names the task in logs and errors, e.g. `cv fold 3` or `gradient round 12 shard 1`.
+    pub id: String,
+    /// The work.
+    pub task: Task,
+}
+
+/// One block's loss and gradient sums (see `solver::MAX_BLOCKS`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockSums {
+    /// Summed loss.
+    pub loss: f64,
+    /// Summed gradient, parameter layout.
+    pub grad: Vec<f64>,
+}
+
+/// What a task produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Outcome {
+    /// The fold's scores and evaluation counts.
+    Cv(FoldPath),
+    /// The shard's block sums, in block order.
+    Gradient {
+        /// One per block of the shard.
+        blocks: Vec<BlockSums>,
+    },
+    /// Nothing.
+    Ping {},
+}
+
+/// An invocation's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskResult {
+    /// [`TASK_VERSION`].
+    pub version: u32,
+    /// The event's id.
+    pub id: String,
+    /// The result.
+    pub outcome: Outcome,
+    /// Worker clock, Unix milliseconds, when the task started and ended.
+    pub started_ms: u64,
+    /// See `started_ms`.
+    pub ended_ms: u64,
+    /// True when this task had to read its data from S3 (not in the worker's cache).
+    pub loaded: bool,
+}
+
+/// Parse an event: the version first (another version is refused as such), then the
+/// whole shape (unknown fields refused, a missing field named).
+pub fn parse_event(bytes: &[u8]) -> Result<Event, String> {
+    check_version(bytes, "event")?;
+    serde_json::from_slice(bytes).map_err(|e| format!("bad event: {e}"))
+}
+
+/// Parse a result, as [`parse_event`] does an event.
+pub fn parse_result(bytes: &[u8]) -> Result<TaskResult, String> {
+    check_version(bytes, "result")?;
+    serde_json::from_slice(bytes).map_err(|e| format!("bad result: {e}"))
+}
+
+fn check_version(bytes: &[u8], what: &str) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        version: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| format!("bad {what}: {e}"))?;
+    match probe.version {
+        Some(v) if v.as_u64() == Some(u64::from(TASK_VERSION)) => Ok(()),
+        Some(v) => Err(format!(
+            "bad {what}: field `version` is {v}; this build speaks version {TASK_VERSION}"
+        )),
+        None => Err(format!("bad {what}: missing field `version`")),
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_bad_ones_are_named() {
+        let e = Event {
+            version: TASK_VERSION,
+            id: "gradient round 1 shard 0".into(),
+            task: Task::Gradient(GradientTask {
+                shard: StagedRef {
+                    uri: "s3://b/k".into(),
+                    sha256: "ab".into(),
+                },
+                index: 0,
+                shards: 2,
+                n: 1437,
+                blocks: [0, 3],
+                weights: vec![0.1, -1e-300, 1.0 / 3.0, f64::MIN_POSITIVE],
+            }),
+        };
+        let bytes = serde_json::to_vec(&e).expect("json");
+        assert_eq!(parse_event(&bytes).expect("parse"), e);
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        v["version"] = 2.into();
+        let err = parse_event(&serde_json::to_vec(&v).expect("json")).expect_err("v2");
+        assert!(err.contains("`version` is 2"), "{err}");
+        v["version"] = 1.into();
+        if let Some(g) = v["task"]["gradient"].as_object_mut() {
+            g.remove("n");
+        }
+        let err = parse_event(&serde_json::to_vec(&v).expect("json")).expect_err("no n");
+        assert!(err.contains("missing field `n`"), "{err}");
+        let err = parse_event(br#"{"id":"x","task":{"ping":{}}}"#).expect_err("no version");
+        assert!(err.contains("missing field `version`"), "{err}");
+        let err = parse_event(br#"{"version":1,"id":"x","task":{"ping":{}},"extra":1}"#)
+            .expect_err("extra");
+        assert!(err.contains("unknown field `extra`"), "{err}");
+        assert!(parse_event(br#"{"version":1,"id":"x","task":{"ping":{}}}"#).is_ok());
+    }
+}
