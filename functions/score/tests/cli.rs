@@ -127,3 +127,33 @@ fn scores_a_local_file_and_refuses_an_unreadable_one() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("overwrite the input"));
 }
+
+#[test]
+fn under_lambda_an_output_prefix_inside_the_input_prefix_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    publish(&LocalStore::new(dir.path().join("store")), &artifact()).expect("publish");
+    // The runtime API address is never reached: the settings are checked first.
+    let run = |input: &str, output: &str| {
+        Command::new(env!("CARGO_BIN_EXE_score"))
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("MODEL_URI", "store/bin")
+            .env("INPUT_PREFIX", input)
+            .env("OUTPUT_PREFIX", output)
+            .current_dir(dir.path())
+            .output()
+            .expect("run score")
+    };
+    let out = run("incoming/", "incoming/scored/");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OUTPUT_PREFIX \"incoming/scored/\" is inside INPUT_PREFIX \"incoming/\""),
+        "{err}"
+    );
+    let out = run("incoming", "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("OUTPUT_PREFIX must be a non-empty key prefix")
+    );
+}
