@@ -8,8 +8,9 @@
 //!   bytes it was about; the SDK checks the stored checksum as the body streams and a
 //!   mismatch is a read error at the end. A body that stalls for [`READ_STALL_TIMEOUT`]
 //!   is an error, never a hang.
-//! - [`S3Store::create_writer`] is a [`std::io::Write`] that holds at most one part in
-//!   memory. Nothing is visible under the key until [`S3Writer::finish`]: a small object
+//! - [`S3Store::create_writer`] is a [`std::io::Write`] whose full parts are uploaded by a
+//!   thread of its own while the next part fills (at most three parts in memory: filling,
+//!   queued, in flight). Nothing is visible under the key until [`S3Writer::finish`]: a small object
 //!   is one PutObject, a larger one a multipart upload (parts of [`S3Writer::part_size`]
 //!   bytes, the last one shorter) completed only there. [`S3Writer::abort`], or dropping
 //!   the writer unfinished, aborts the upload, so no reader ever sees half an object.
@@ -198,7 +199,8 @@ impl S3Store {
             part_size: part_size.max(MIN_PART_SIZE),
             buf: Vec::new(),
             upload_id: None,
-            parts: Vec::new(),
+            parts_sent: 0,
+            uploader: None,
             written: 0,
             done: false,
         }
@@ -212,9 +214,49 @@ pub struct S3Writer {
     part_size: usize,
     buf: Vec<u8>,
     upload_id: Option<String>,
-    parts: Vec<CompletedPart>,
+    /// Parts handed to the uploader so far.
+    parts_sent: usize,
+    /// The thread that uploads full parts while the next one fills.
+    uploader: Option<Uploader>,
     written: u64,
     done: bool,
+}
+
+/// A thread uploading parts in order; the channel holds one part, so at most three parts
+/// exist at once (filling, queued, in flight).
+struct Uploader {
+    tx: Option<std::sync::mpsc::SyncSender<(i32, Vec<u8>)>>,
+    handle: Option<std::thread::JoinHandle<Result<Vec<CompletedPart>, StoreError>>>,
+}
+
+/// Upload one part with its SHA-256; the completed part.
+fn upload_part(
+    store: &S3Store,
+    key: &str,
+    upload_id: &str,
+    number: i32,
+    body: Vec<u8>,
+) -> Result<CompletedPart, StoreError> {
+    let sha = aws_smithy_types::base64::encode(Sha256::digest(&body));
+    let req = store
+        .client
+        .upload_part()
+        .bucket(&store.bucket)
+        .key(store.object_key(key))
+        .upload_id(upload_id)
+        .part_number(number)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .checksum_sha256(&sha)
+        .body(ByteStream::from(body))
+        .customize()
+        .config_override(part_timeouts())
+        .send();
+    let out = block_on(req)?.map_err(|e| store.failure("upload part", key, &e))?;
+    Ok(CompletedPart::builder()
+        .part_number(number)
+        .set_e_tag(out.e_tag().map(str::to_string))
+        .checksum_sha256(sha)
+        .build())
 }
 
 impl std::fmt::Debug for S3Writer {
@@ -222,7 +264,7 @@ impl std::fmt::Debug for S3Writer {
         f.debug_struct("S3Writer")
             .field("key", &self.key)
             .field("part_size", &self.part_size)
-            .field("parts", &self.parts.len())
+            .field("parts", &self.parts_sent)
             .field("written", &self.written)
             .finish_non_exhaustive()
     }
@@ -280,9 +322,10 @@ impl S3Writer {
         Ok(id)
     }
 
-    /// Upload the buffer as the next part.
+    /// Hand the buffer to the uploader as the next part (starting the upload and the
+    /// uploader on the first part). An upload that failed earlier is reported here.
     fn flush_part(&mut self) -> Result<(), StoreError> {
-        let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
+        let number = i32::try_from(self.parts_sent + 1).unwrap_or(i32::MAX);
         if number > MAX_PARTS {
             return Err(StoreError::Backend(format!(
                 "{}: more than {MAX_PARTS} parts of {} bytes: the object is too large for \
@@ -292,31 +335,60 @@ impl S3Writer {
             )));
         }
         let upload_id = self.begin()?;
+        if self.uploader.is_none() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(i32, Vec<u8>)>(1);
+            let (store, key) = (self.store.clone(), self.key.clone());
+            let handle = std::thread::Builder::new()
+                .name("storage-s3-parts".into())
+                .spawn(move || {
+                    let mut parts = Vec::new();
+                    for (n, body) in rx {
+                        parts.push(upload_part(&store, &key, &upload_id, n, body)?);
+                    }
+                    Ok(parts)
+                })
+                .map_err(|e| {
+                    StoreError::Backend(format!("cannot start the part upload thread: {e}"))
+                })?;
+            self.uploader = Some(Uploader {
+                tx: Some(tx),
+                handle: Some(handle),
+            });
+        }
         let body = std::mem::take(&mut self.buf);
-        let sha = aws_smithy_types::base64::encode(Sha256::digest(&body));
-        let req = self
-            .store
-            .client
-            .upload_part()
-            .bucket(&self.store.bucket)
-            .key(self.store.object_key(&self.key))
-            .upload_id(upload_id)
-            .part_number(number)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(&sha)
-            .body(ByteStream::from(body))
-            .customize()
-            .config_override(part_timeouts())
-            .send();
-        let out = block_on(req)?.map_err(|e| self.store.failure("upload part", &self.key, &e))?;
-        self.parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_string))
-                .checksum_sha256(sha)
-                .build(),
-        );
-        Ok(())
+        let sent = self
+            .uploader
+            .as_ref()
+            .and_then(|u| u.tx.as_ref())
+            .is_some_and(|tx| tx.send((number, body)).is_ok());
+        if sent {
+            self.parts_sent += 1;
+            return Ok(());
+        }
+        // The uploader stopped: it failed on an earlier part; say why.
+        Err(match self.join_uploader() {
+            Err(e) => e,
+            Ok(_) => StoreError::Backend(format!(
+                "{}: the part upload thread stopped",
+                self.location()
+            )),
+        })
+    }
+
+    /// Wait for every handed part to be uploaded; the completed parts, in order.
+    fn join_uploader(&mut self) -> Result<Vec<CompletedPart>, StoreError> {
+        let Some(mut u) = self.uploader.take() else {
+            return Ok(Vec::new());
+        };
+        drop(u.tx.take());
+        match u.handle.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(StoreError::Backend(format!(
+                "{}: the part upload thread panicked",
+                self.location()
+            ))),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Publish the object: everything written appears at once, or nothing (the upload is
@@ -340,6 +412,15 @@ impl S3Writer {
         if !self.buf.is_empty() {
             self.flush_part()?;
         }
+        let parts = self.join_uploader()?;
+        if parts.len() != self.parts_sent {
+            return Err(StoreError::Backend(format!(
+                "{}: {} parts handed over, {} uploaded",
+                self.location(),
+                self.parts_sent,
+                parts.len()
+            )));
+        }
         let upload_id = self.begin()?;
         let req = self
             .store
@@ -350,7 +431,7 @@ impl S3Writer {
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .set_parts(Some(parts))
                     .build(),
             )
             .customize()
@@ -365,6 +446,8 @@ impl S3Writer {
     pub fn abort(mut self) -> Result<(), StoreError> {
         self.done = true;
         self.buf = Vec::new();
+        // Let the uploader stop (after the part in flight) before the upload goes.
+        let _ = self.join_uploader();
         let Some(upload_id) = self.upload_id.take() else {
             return Ok(());
         };
@@ -383,6 +466,7 @@ impl S3Writer {
     }
 
     fn abort_quietly(&mut self) {
+        let _ = self.join_uploader();
         if let Some(upload_id) = self.upload_id.take() {
             let req = self
                 .store
