@@ -141,9 +141,11 @@ def descendants(pid):
 
 
 def function_pid(watch_pid, exe):
+    """The function's process below the emulator (a rebuild while it runs leaves its exe
+    link as "<path> (deleted)")."""
     for p in descendants(watch_pid):
         try:
-            if os.path.realpath(f"/proc/{p}/exe") == exe:
+            if os.readlink(f"/proc/{p}/exe").removesuffix(" (deleted)") == exe:
                 return p
         except OSError:
             pass
