@@ -1,4 +1,4 @@
-"""Template fragments (score-workflow.yaml, train-triggers.yaml) merged into a copy of
+"""Template fragments (train-triggers.yaml) merged into a copy of
 infra/template.yaml, for the parts of issue 20 not in the template yet. The template wins: a
 fragment's parameters, conditions, resources and outputs are added only where the template lacks
 that name (so once a part moves into the template, the test runs the template's), and so are its

@@ -1,5 +1,4 @@
-"""ScoreWorkflow (infra/workflows/score-workflow.yaml, merged into a copy of the template):
-deployed to moto with its role, then run for real: moto's interpreter lists a prefix of the
+"""ScoreWorkflow (infra/template.yaml): deployed to moto with its role, then run for real: moto's interpreter lists a prefix of the
 stack's bucket and sends every object to the real `score` function under `cargo lambda watch`,
 which reads a model and the files from moto's S3 and writes the scored files back
 (`make test-workflows-score`)."""
@@ -18,15 +17,14 @@ import pytest
 import deploy
 import harness
 import run as workflow_run
-from fragments import merged_template
 from test_deploy import statements
 
 ROWS_PER_FILE = 25
 
 
 @pytest.fixture(scope="module")
-def template(work: Path) -> Path:
-    return merged_template(work / "template-with-score-workflow.json", "score-workflow.yaml")
+def template() -> Path:
+    return deploy.TEMPLATE
 
 
 @pytest.fixture(scope="module")
