@@ -1,8 +1,11 @@
-//! S3 events, as Lambda receives them: only the fields scoring needs. Two shapes: S3's
-//! own event notifications (`{"Records": [...]}`), and the `Object Created` events S3
-//! sends through EventBridge (what infra/template.yaml wires up: a bucket notification
-//! straight to the function would make the bucket and the function depend on each other).
-//! [`parse_event`] turns either into an [`S3Event`].
+//! S3 events, as Lambda receives them: only the fields scoring needs. Three shapes: S3's
+//! own event notifications (`{"Records": [...]}`), the `Object Created` events S3 sends
+//! through EventBridge (what infra/template.yaml wires up: a bucket notification straight
+//! to the function would make the bucket and the function depend on each other), and a
+//! direct invocation naming one object, `{"bucket": "...", "key": "...", "version_id":
+//! "..."}` ([`DirectInvocation`]; what ScoreWorkflow sends). The first two carry keys
+//! URL-encoded; a direct invocation's key is the key itself, as a listing returns it, and
+//! is never decoded. [`parse_event`] turns any of them into an [`S3Event`].
 //! (Our own serde types: aws_lambda_events' would add chrono and every event type.)
 
 use serde::Deserialize;
@@ -28,6 +31,38 @@ pub struct S3EventRecord {
     pub event_name: String,
     /// The bucket and object.
     pub s3: S3Entity,
+    /// A direct invocation ([`DirectInvocation`]): the key is literal (not URL-encoded),
+    /// and there is no event source or name to check.
+    #[serde(skip)]
+    pub direct: bool,
+}
+
+impl S3EventRecord {
+    /// The object key: decoded ([`decode_key`]) from an S3 event, as is from a direct
+    /// invocation.
+    pub fn key(&self) -> Result<String, String> {
+        if self.direct {
+            Ok(self.s3.object.key.clone())
+        } else {
+            decode_key(&self.s3.object.key)
+        }
+    }
+}
+
+/// A direct invocation: one object, its key taken literally (a `+`, a `%` or a space is
+/// itself). For callers that hold raw keys, such as a Step Functions Map over an S3
+/// listing, which has no way to URL-encode a key into a faked S3 event. Unknown fields
+/// are refused.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectInvocation {
+    /// The bucket.
+    pub bucket: String,
+    /// The object key, exactly as stored.
+    pub key: String,
+    /// The version to score, on a versioned bucket (absent or null: the current one).
+    #[serde(default)]
+    pub version_id: Option<String>,
 }
 
 /// The `s3` part of a record.
@@ -50,7 +85,8 @@ pub struct S3Bucket {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Object {
-    /// The key, URL-encoded as S3 sends it (`+` for a space); see [`decode_key`].
+    /// The key: URL-encoded as S3 sends it (`+` for a space; see [`decode_key`]), or
+    /// literal in a direct invocation; read it with [`S3EventRecord::key`].
     pub key: String,
     /// Its size in bytes.
     #[serde(default)]
@@ -92,10 +128,44 @@ struct BridgeObject {
     version_id: Option<String>,
 }
 
-/// Read an invocation payload: an S3 event notification, or an S3 event through
+/// Read an invocation payload: an S3 event notification, an S3 event through
 /// EventBridge (an `Object Created` one becomes an `ObjectCreated:<reason>` record; any
-/// other S3 event a record the handler ignores).
+/// other S3 event a record the handler ignores), or a direct invocation (an object with
+/// a `bucket` or `key` field and neither `Records` nor `detail-type`; one record, its key
+/// literal).
 pub fn parse_event(payload: serde_json::Value) -> Result<S3Event, String> {
+    let direct = payload.get("Records").is_none()
+        && payload.get("detail-type").is_none()
+        && (payload.get("bucket").is_some() || payload.get("key").is_some());
+    if direct {
+        let d: DirectInvocation = serde_json::from_value(payload).map_err(|e| {
+            format!(
+                "a direct invocation ({{\"bucket\": ..., \"key\": ..., \"version_id\": \
+                 optional}}), but {e}"
+            )
+        })?;
+        for (field, value) in [("bucket", &d.bucket), ("key", &d.key)] {
+            if value.is_empty() {
+                return Err(format!("a direct invocation: field `{field}` is empty"));
+            }
+        }
+        return Ok(S3Event {
+            records: vec![S3EventRecord {
+                event_source: "direct".into(),
+                event_name: "direct invocation".into(),
+                s3: S3Entity {
+                    bucket: S3Bucket { name: d.bucket },
+                    object: S3Object {
+                        key: d.key,
+                        size: None,
+                        e_tag: None,
+                        version_id: d.version_id,
+                    },
+                },
+                direct: true,
+            }],
+        });
+    }
     if payload.get("detail-type").is_some() {
         let ev: BridgeEvent = serde_json::from_value(payload)
             .map_err(|e| format!("an EventBridge event, but not an S3 one: {e}"))?;
@@ -124,6 +194,7 @@ pub fn parse_event(payload: serde_json::Value) -> Result<S3Event, String> {
                         version_id: ev.detail.object.version_id,
                     },
                 },
+                direct: false,
             }],
         });
     }
@@ -157,6 +228,62 @@ pub fn decode_key(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn direct_key(key: &str) -> String {
+        let ev = parse_event(serde_json::json!({"bucket": "b", "key": key})).expect("direct");
+        assert_eq!(ev.records.len(), 1);
+        let r = &ev.records[0];
+        assert!(r.direct);
+        assert_eq!(r.s3.bucket.name, "b");
+        r.key().expect("a literal key")
+    }
+
+    #[test]
+    fn direct_invocation_keys_are_literal() {
+        assert_eq!(direct_key("in/a+b.csv"), "in/a+b.csv");
+        assert_eq!(direct_key("in/a%2Bb.csv"), "in/a%2Bb.csv");
+        assert_eq!(direct_key("in/with space.csv"), "in/with space.csv");
+        // Not even a bad %-escape is an error: nothing is decoded.
+        assert_eq!(direct_key("in/100%.csv"), "in/100%.csv");
+        // The same key in an S3 event is decoded.
+        let ev = parse_event(serde_json::json!({"Records": [{"eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "b"}, "object": {"key": "in/a+b%2Bc.csv"}}}]}))
+        .expect("event");
+        assert!(!ev.records[0].direct);
+        assert_eq!(ev.records[0].key().as_deref(), Ok("in/a b+c.csv"));
+        let v =
+            parse_event(serde_json::json!({"bucket": "b", "key": "in/x.csv", "version_id": "v7"}))
+                .expect("with a version");
+        assert_eq!(v.records[0].s3.object.version_id.as_deref(), Some("v7"));
+        let null =
+            parse_event(serde_json::json!({"bucket": "b", "key": "in/x.csv", "version_id": null}))
+                .expect("a null version");
+        assert_eq!(null.records[0].s3.object.version_id, None);
+    }
+
+    #[test]
+    fn direct_invocation_fields_are_checked_by_name() {
+        let err = |v: serde_json::Value| parse_event(v).expect_err("refused");
+        let missing = err(serde_json::json!({"key": "in/x.csv"}));
+        assert!(
+            missing.contains("direct invocation") && missing.contains("missing field `bucket`"),
+            "{missing}"
+        );
+        let missing = err(serde_json::json!({"bucket": "b"}));
+        assert!(missing.contains("missing field `key`"), "{missing}");
+        let unknown = err(serde_json::json!({"bucket": "b", "key": "in/x.csv", "etag": "e"}));
+        assert!(unknown.contains("unknown field `etag`"), "{unknown}");
+        let wrong = err(serde_json::json!({"bucket": "b", "key": 5}));
+        assert!(
+            wrong.contains("direct invocation") && wrong.contains("invalid type"),
+            "{wrong}"
+        );
+        let empty = err(serde_json::json!({"bucket": "b", "key": ""}));
+        assert!(empty.contains("field `key` is empty"), "{empty}");
+        let empty = err(serde_json::json!({"bucket": "", "key": "in/x.csv"}));
+        assert!(empty.contains("field `bucket` is empty"), "{empty}");
+    }
 
     #[test]
     fn keys_are_url_decoded() {

@@ -2,6 +2,9 @@
 //! whose outputs go under `OUTPUT_PREFIX` (same relative key plus `.out.csv` /
 //! `.out.jsonl`, `.errors.csv`, `.manifest.json`), in the event's bucket.
 //!
+//! A direct invocation (`{"bucket", "key", "version_id"}`, see [`crate::event`]) is
+//! handled as one such record, its key taken literally; the same prefix rules apply.
+//!
 //! The model is loaded once, at cold start. When `MODEL_URI` names a model (not a
 //! version), its `latest` pointer is read again before an invocation at most every
 //! `MODEL_REFRESH_SECONDS` (default 60, as `predict` under Lambda; 0: never); a new
@@ -21,7 +24,7 @@ use storage::{ReadCondition, S3Options};
 
 use crate::engine::Format;
 use crate::error::ScoreError;
-use crate::event::{S3Event, decode_key, parse_event};
+use crate::event::{S3Event, parse_event};
 use crate::job::{Job, LoadedModel, Outcome, Scorer, load_model, outputs_for};
 
 /// The input and output key prefixes, checked.
@@ -82,7 +85,8 @@ impl Prefixes {
 /// What happened to one record.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RecordResult {
-    /// `s3://bucket/key` (decoded), or the raw key when it could not be decoded.
+    /// `s3://bucket/key` (decoded, or literal from a direct invocation), or the raw key
+    /// when it could not be decoded.
     pub input: String,
     /// `scored`, `ignored`, `superseded`, `missing` or `failed`.
     pub status: &'static str,
@@ -202,7 +206,7 @@ impl Handler {
         let mut records = Vec::with_capacity(event.records.len());
         for rec in &event.records {
             let bucket = &rec.s3.bucket.name;
-            let key = match decode_key(&rec.s3.object.key) {
+            let key = match rec.key() {
                 Ok(k) => k,
                 Err(e) => {
                     records.push(RecordResult::new(
@@ -214,7 +218,9 @@ impl Handler {
                 }
             };
             let input = format!("s3://{bucket}/{key}");
-            if rec.event_source != "aws:s3" || !rec.event_name.starts_with("ObjectCreated:") {
+            if !rec.direct
+                && (rec.event_source != "aws:s3" || !rec.event_name.starts_with("ObjectCreated:"))
+            {
                 records.push(RecordResult::new(
                     input,
                     "ignored",

@@ -5,9 +5,9 @@
    (bucket `scoring-bucket`, as in infra/events/s3-score/*.json) and the predict binary
    (plain HTTP, same model) to compare answers with;
 2. upload the inputs the fixtures name: a CSV with bad rows, the same rows gzip-compressed,
-   JSON Lines, a key that needs URL-decoding, a file with no usable header, a key outside
-   INPUT_PREFIX, and a large CSV (SCORE_LARGE_MB, default 256) bigger than the memory cap
-   (SCORE_RSS_CAP_MB, default 128);
+   JSON Lines, a key that needs URL-decoding, a raw key for a direct invocation, a file with
+   no usable header, a key outside INPUT_PREFIX, and a large CSV (SCORE_LARGE_MB, default
+   256) bigger than the memory cap (SCORE_RSS_CAP_MB, default 128);
 3. start `cargo lambda watch` (INPUT_PREFIX=incoming/, OUTPUT_PREFIX=scored/) and send each
    fixture with `cargo lambda invoke --data-file`;
 4. read every output back and compare it row by row with predict's answers (POST /predict
@@ -240,6 +240,7 @@ def run(work):
     s3.put_object(Bucket=BUCKET, Key="incoming/batch/digits.csv.gz", Body=gzip.compress(csv_bytes))
     s3.put_object(Bucket=BUCKET, Key="incoming/with space&more.csv", Body=csv_bytes)
     s3.put_object(Bucket=BUCKET, Key="elsewhere/digits.csv", Body=csv_bytes)
+    s3.put_object(Bucket=BUCKET, Key="incoming/raw a+b%2B.csv", Body=csv_bytes)
     jl = []
     for rid, x in good[:50]:
         obj = {"id": rid}
@@ -356,6 +357,14 @@ def run(work):
     assert [r["status"] for r in res["records"]] == ["scored"], res
     assert check_csv("scored/batch/digits.csv.gz.out.csv", len(good)) == first
     log("ok  EventBridge Object Created event: the same output")
+
+    # A direct invocation (ScoreWorkflow's shape): the key is taken literally, `+` and `%2B` too.
+    res, _ = invoke("direct.json")
+    assert [r["status"] for r in res["records"]] == ["scored"], res
+    assert res["records"][0]["input"] == f"s3://{BUCKET}/incoming/raw a+b%2B.csv", res
+    assert check_csv("scored/raw a+b%2B.csv.out.csv", len(good)) == first
+    check_manifest("scored/raw a+b%2B.csv.manifest.json", len(good), len(bad))
+    log("ok  direct invocation: a raw key with a space, `+` and `%2B` scored as is")
 
     # Keys outside the prefix (and the output prefix itself) are ignored.
     res, _ = invoke("outside-prefix.json")
