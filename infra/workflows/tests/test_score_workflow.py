@@ -93,6 +93,12 @@ def test_score_workflow_scores_every_file_of_a_prefix(work, template):
     files = digits_files(work, 3)
     puts = {p: f"models/{p.relative_to(store)}" for p in store.rglob("*") if p.is_file()}
     puts.update({p: f"incoming/batch-1/{p.name}" for p in files})
+    # A key with a space and a `+`: sent to the function as is (not URL-decoded into "a  b").
+    odd_path = next(iter(files))
+    odd = "my file+v2.csv"
+    odd_copy = work / "odd.csv"
+    odd_copy.write_text(odd_path.read_text())
+    puts[odd_copy] = f"incoming/batch-1/{odd}"
     # A file outside the batch's prefix must not be scored.
     other = work / "other.csv"
     other.write_text(next(iter(files)).read_text())
@@ -107,6 +113,7 @@ def test_score_workflow_scores_every_file_of_a_prefix(work, template):
             p.name: s3.get_object(Bucket=bucket, Key=f"scored/batch-1/{p.name}.out.csv")["Body"].read().decode()
             for p in files
         }
+        seen["odd"] = s3.get_object(Bucket=bucket, Key=f"scored/batch-1/{odd}.out.csv")["Body"].read().decode()
 
     described = workflow_run.run_workflow(
         "ScoreWorkflow", template=template, puts=puts, payload='{"prefix": "incoming/batch-1/"}',
@@ -115,8 +122,12 @@ def test_score_workflow_scores_every_file_of_a_prefix(work, template):
     result = json.loads(described["output"])
     assert result["prefix"] == "incoming/batch-1/"
     entries = sorted(result["files"], key=lambda e: e["input"])
-    assert [e["status"] for e in entries] == ["scored"] * 3
-    assert [e["rows_scored"] for e in entries] == [ROWS_PER_FILE] * 3
+    assert [e["status"] for e in entries] == ["scored"] * 4, entries
+    assert [e["rows_scored"] for e in entries] == [ROWS_PER_FILE] * 4
+    assert any(e["input"].endswith(f"/incoming/batch-1/{odd}") for e in entries), entries
+    assert f"scored/batch-1/{odd}.out.csv" in seen["keys"]
+    assert f"scored/batch-1/{odd}.manifest.json" in seen["keys"]
+    assert seen["odd"] == seen["outputs"][odd_path.name], "the same rows, the same scores"
     assert all(e["manifest"].endswith(".manifest.json") and "/scored/batch-1/" in e["manifest"] for e in entries)
     assert not any("batch-2" in k for k in seen["keys"])
     for path, rows in files.items():
