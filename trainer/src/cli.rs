@@ -43,6 +43,20 @@ pub enum Command {
     Split(SplitArgs),
     /// Manage a model's versions in a store: list, show, promote (and roll back), prune.
     Models(ModelsArgs),
+    /// Send empty tasks to the train-worker function one after another and print their
+    /// round-trip times as JSON (the fixed cost of a task; `make bench-distributed`).
+    Ping(PingArgs),
+}
+
+/// `trainer ping`.
+#[derive(Debug, Clone, Args)]
+pub struct PingArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub lambda: LambdaArgs,
+    /// Empty tasks to send, one at a time.
+    #[arg(long, env = "TRAINER_PING_COUNT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub count: u32,
 }
 
 /// `trainer models`.
@@ -337,6 +351,10 @@ pub fn run(cli: Cli) -> Result<(), TrainError> {
             print!("{}", models(&a.command)?);
             Ok(())
         }
+        Command::Ping(a) => {
+            println!("{}", serde_json::to_string_pretty(&ping(&a)?)?);
+            Ok(())
+        }
     }
 }
 
@@ -413,7 +431,18 @@ pub fn fit(a: &FitArgs, progress: &Progress) -> Result<FitReport, TrainError> {
     let prep = train::prepare(&cfg)?;
     let (t, stats) = match &engine {
         Some(engine) => {
-            let staged = stage::stage(&prep, store.as_ref(), a.lambda.shards as usize)?;
+            let s3 = match &root {
+                Location::S3 { bucket, key } => {
+                    storage::S3Store::connect(bucket, key, &storage::S3Options::default())?
+                }
+                Location::Local(_) => {
+                    return Err(TrainError::param(
+                        "--store",
+                        "--mode lambda needs an S3 store",
+                    ));
+                }
+            };
+            let staged = stage::stage(&prep, &s3, a.lambda.shards as usize)?;
             if staged.uploaded > 0 {
                 eprintln!(
                     "trainer: staged {} object(s), {} bytes, under {}",
@@ -454,6 +483,47 @@ pub fn fit(a: &FitArgs, progress: &Progress) -> Result<FitReport, TrainError> {
         report::write_json(path, &r)?;
     }
     Ok(r)
+}
+
+/// `trainer ping`: round trips of empty tasks, in milliseconds (first = cold if the
+/// function was), with their median.
+pub fn ping(a: &PingArgs) -> Result<serde_json::Value, TrainError> {
+    let function = a.lambda.function.clone().ok_or_else(|| {
+        TrainError::param(
+            "--function",
+            "name the worker function (--function or TRAINER_FUNCTION)",
+        )
+    })?;
+    let engine = Engine::connect(EngineConfig {
+        function,
+        concurrency: 1,
+        retries: a.lambda.retries,
+        task_timeout: std::time::Duration::from_secs(a.lambda.task_timeout),
+        backoff: std::time::Duration::from_millis(200),
+    })?;
+    let mut ms = Vec::with_capacity(a.count as usize);
+    for i in 0..a.count {
+        let started = std::time::Instant::now();
+        engine.run(
+            &[crate::distributed::task::Event {
+                version: crate::distributed::task::TASK_VERSION,
+                id: format!("ping {i}"),
+                task: crate::distributed::task::Task::Ping {},
+            }],
+            &|| {},
+        )?;
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let warm = ms.get(1..).unwrap_or(&[]);
+    Ok(serde_json::json!({
+        "function": engine.function(),
+        "count": a.count,
+        "first_ms": ms.first(),
+        "median_ms": median(warm),
+        "min_ms": warm.iter().copied().reduce(f64::min),
+        "max_ms": warm.iter().copied().reduce(f64::max),
+        "round_trips_ms": ms,
+    }))
 }
 
 /// The Lambda engine for `--mode lambda`; refused with a local store, which the workers

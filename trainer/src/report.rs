@@ -144,6 +144,18 @@ impl FitReport {
             self.n_features,
             self.classes.len()
         );
+        if let Some(d) = &self.distributed {
+            let slowest = d
+                .task_timings
+                .iter()
+                .map(|t| t.seconds)
+                .fold(0.0_f64, f64::max);
+            let _ = writeln!(
+                s,
+                "lambda: {} tasks ({} rounds of gradient tasks), {} retries, {:.3} s waiting on invocations, slowest task {slowest:.3} s",
+                d.tasks, d.rounds, d.retries, d.invoke_seconds
+            );
+        }
         if !self.cv_scores.is_empty() {
             let _ = writeln!(
                 s,

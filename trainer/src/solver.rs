@@ -852,14 +852,18 @@ impl ValidLogisticParams {
             })
             .ctrlc(false)
             .timer(false)
-            .run()
-            .map_err(|e| {
-                failure
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()
-                    .unwrap_or_else(|| TrainError::Solver(e.to_string()))
-            })?;
+            .run();
+        // A failed remote pass is an error even when argmin carried on: its line search
+        // can swallow an evaluation's error and end the run "successfully" at the last
+        // good point, which must never be published as the model.
+        if let Some(e) = failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            return Err(e);
+        }
+        let res = res.map_err(|e| TrainError::Solver(e.to_string()))?;
         let state = res.state();
         let iterations = state.get_iter();
         let status = state.get_termination_status().clone();

@@ -14,7 +14,9 @@
 //! runs it on a blocking thread.
 #![warn(missing_docs)]
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use storage::{ReadCondition, S3Options, S3Store};
 
 use model::store::Location;
 use trainer::data;
@@ -61,9 +63,46 @@ pub struct Worker {
 }
 
 impl Default for Worker {
+    /// Reads from S3 (the standard AWS configuration), one client for every bucket, built
+    /// on first use; the body is streamed (no whole-object timeout on a large shard).
     fn default() -> Self {
-        Self::new(Box::new(storage::read_location))
+        let client: OnceLock<Result<S3Store, String>> = OnceLock::new();
+        Self::new(Box::new(move |loc| read_s3(&client, loc)))
     }
+}
+
+/// Objects larger than this are refused before reading (Lambda's largest memory is 10 GB).
+pub const MAX_OBJECT_BYTES: u64 = 10 << 30;
+
+fn read_s3(
+    client: &OnceLock<Result<S3Store, String>>,
+    loc: &Location,
+) -> Result<Vec<u8>, model::StoreError> {
+    let Location::S3 { bucket, key } = loc else {
+        return Err(model::StoreError::Backend(format!(
+            "{loc}: not an s3:// location"
+        )));
+    };
+    let base = client
+        .get_or_init(|| {
+            S3Store::connect(bucket, "", &S3Options::default()).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| model::StoreError::Backend(e.clone()))?;
+    let store = base.with_bucket(bucket, "");
+    let mut reader = store
+        .open_read(key, &ReadCondition::default())?
+        .ok_or_else(|| model::StoreError::NotFound(loc.to_string()))?;
+    let size = reader.info().size.unwrap_or(0);
+    if size > MAX_OBJECT_BYTES {
+        return Err(model::StoreError::Backend(format!(
+            "{loc}: {size} bytes, over the worker's {MAX_OBJECT_BYTES}-byte limit; use more shards"
+        )));
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    std::io::Read::read_to_end(&mut reader, &mut buf)
+        .map_err(|e| model::StoreError::Backend(format!("{loc}: {e}")))?;
+    Ok(buf)
 }
 
 impl Worker {
@@ -122,6 +161,7 @@ impl Worker {
             started_ms,
             ended_ms: task::now_ms(),
             loaded,
+            peak_rss_bytes: trainer::report::peak_rss_bytes(),
         };
         let size = serde_json::to_vec(&result)
             .map_err(|e| {

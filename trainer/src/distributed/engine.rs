@@ -69,6 +69,8 @@ pub struct TaskTiming {
     pub ended_ms: u64,
     /// Whether the worker read the data from S3 (cold cache).
     pub loaded: bool,
+    /// The worker's peak resident memory when it answered, if it said.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// What the engine did, for the report.
@@ -276,6 +278,7 @@ async fn attempt_all(
                         started_ms: r.started_ms,
                         ended_ms: r.ended_ms,
                         loaded: r.loaded,
+                        peak_rss_bytes: r.peak_rss_bytes,
                     };
                     return Ok((r, timing, (attempt - 1) as usize));
                 }

@@ -15,7 +15,8 @@
 //! values   rows x cols x f64, row-major
 //! ```
 //!
-//! Objects live at `<store>/_staging/<data sha256>/<object sha256>.bin`: content-addressed,
+//! Objects live at `<store>/_staging/<data sha256, 16 hex>/<object sha256, 32 hex>.bin`:
+//! content-addressed,
 //! so a second fit on the same data, split and seed finds them and uploads nothing, and a
 //! key never holds two different contents. The event carries the object's sha256; the
 //! worker refuses bytes that do not hash to it.
@@ -188,14 +189,13 @@ pub struct Staged {
     pub uploaded_bytes: usize,
 }
 
-/// Stage `p`'s training rows in `store` (an S3 store: `describe` gives `s3://` URIs):
-/// the whole set, and `shards` shard objects aligned with the pass's blocks (none for 0).
-/// Objects already present are not uploaded again.
-pub fn stage(
-    p: &Prepared,
-    store: &dyn model::store::ObjectStore,
-    shards: usize,
-) -> Result<Staged, TrainError> {
+/// Stage `p`'s training rows in `store` (the S3 store root): the whole set, and `shards`
+/// shard objects aligned with the pass's blocks (none for 0). Objects already present are
+/// not uploaded again; the others go up as multipart uploads (parts of 8 MiB, each with its
+/// SHA-256), visible only once complete.
+pub fn stage(p: &Prepared, store: &storage::S3Store, shards: usize) -> Result<Staged, TrainError> {
+    use model::store::ObjectStore;
+    use std::io::Write;
     let n = p.n_train;
     let blocks = solver::blocks(n);
     if shards > blocks {
@@ -207,7 +207,13 @@ pub fn stage(
             ),
         ));
     }
-    let dir = format!("{STAGING}/{}/", p.data_sha256);
+    // Names carry 64 and 128 bits of the hashes: short keys (s3s-fs's multipart files are
+    // named after them), and the event still carries, and the worker still checks, the
+    // full sha256.
+    let dir = format!(
+        "{STAGING}/{}/",
+        p.data_sha256.get(..16).unwrap_or(&p.data_sha256)
+    );
     let present = store.list(&dir)?;
     let mut staged = Staged {
         whole: StagedRef {
@@ -223,12 +229,13 @@ pub fn stage(
     let y = &p.y[..n];
     let mut put = |bytes: Vec<u8>| -> Result<StagedRef, TrainError> {
         let sha = sha256_hex(&bytes);
-        let key = format!("{dir}{sha}.bin");
+        let key = format!("{dir}{}.bin", sha.get(..32).unwrap_or(&sha));
         if !present.contains(&key) {
-            match store.put_new(&key, &bytes) {
-                Ok(()) | Err(model::StoreError::AlreadyExists(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            // Same key, same bytes: a concurrent fit writing it too is harmless.
+            let mut w = store.create_writer(&key, storage::DEFAULT_PART_SIZE);
+            w.write_all(&bytes)
+                .map_err(|e| TrainError::io("upload", store.describe(&key), e))?;
+            w.finish()?;
             staged.uploaded += 1;
             staged.uploaded_bytes += bytes.len();
         }

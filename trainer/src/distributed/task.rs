@@ -143,6 +143,9 @@ pub struct TaskResult {
     pub ended_ms: u64,
     /// True when this task had to read its data from S3 (not in the worker's cache).
     pub loaded: bool,
+    /// The worker process's peak resident memory so far (Linux `VmHWM`), if known.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Parse an event: the version first (another version is refused as such), then the
