@@ -446,7 +446,12 @@ impl S3Writer {
     pub fn abort(mut self) -> Result<(), StoreError> {
         self.done = true;
         self.buf = Vec::new();
-        // Let the uploader stop (after the part in flight) before the upload goes.
+        self.abort_upload()
+    }
+
+    /// Stop the uploader (after the part in flight), then abort the multipart upload, if
+    /// one was started.
+    fn abort_upload(&mut self) -> Result<(), StoreError> {
         let _ = self.join_uploader();
         let Some(upload_id) = self.upload_id.take() else {
             return Ok(());
@@ -466,18 +471,7 @@ impl S3Writer {
     }
 
     fn abort_quietly(&mut self) {
-        let _ = self.join_uploader();
-        if let Some(upload_id) = self.upload_id.take() {
-            let req = self
-                .store
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.store.bucket)
-                .key(self.store.object_key(&self.key))
-                .upload_id(upload_id)
-                .send();
-            let _ = block_on(req);
-        }
+        let _ = self.abort_upload();
     }
 }
 
