@@ -7,6 +7,7 @@ import ast
 import base64
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,12 @@ API_KEYS = "/digits/predict/api-keys"
 # What docs/deploy.md tells a user to read from the stack.
 DOC_OUTPUTS = {
     "LambdaPredictUrl", "InstancePredictUrl", "ModelUri", "TrainerStore", "RepositoryUri",
-    "InstanceId", "ModelBucketName", "FunctionUrl",
+    "InstanceId", "ModelBucketName", "FunctionUrl", "ScoreWorkflowArn", "TrainWorkflowArn",
+    "TrainCoordinatorFunctionName",
 }
+# The errors TrainWorkflow retries (transient); the contract's `Refused` must never be among them.
+TRANSIENT = ["Failed", "Lambda.ServiceException", "Lambda.AWSLambdaException",
+             "Lambda.SdkClientException", "Lambda.TooManyRequestsException"]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +45,7 @@ def public(moto: str) -> deploy.Deployment:
     return deploy.deploy(moto, "digits-public", {
         "AllowedCidr": CIDR, "FunctionUrlAuthType": "NONE", "ApiKeysParameter": API_KEYS,
         "ModelPrefix": "prod-models", "ModelName": "digits2", "ReservedConcurrency": "3",
+        "TrainDataPrefix": "training", "TrainMaxConcurrency": "3",
     })
 
 
@@ -314,4 +320,197 @@ def test_every_function_role_is_scoped_to_prefixes_of_the_stack_bucket(client, d
         for key, value in (config.get("Environment") or {}).get("Variables", {}).items():
             if isinstance(value, str) and value.startswith("s3://"):
                 assert value.startswith(f"s3://{bucket}/"), f"{lid}: {key}={value}"
-    assert "PredictFunction" in functions
+    assert {"PredictFunction", "ScoreFunction", "TrainWorkerFunction", "TrainCoordinatorFunction"} <= set(functions)
+
+
+# ---- TrainWorkflow ---------------------------------------------------------------------------
+
+def function_config(client: Any, deployment: deploy.Deployment, lid: str) -> dict[str, Any]:
+    return client("lambda").get_function(FunctionName=deployment.physical[lid])["Configuration"]
+
+
+def function_statements(client: Any, deployment: deploy.Deployment, lid: str) -> list[dict[str, Any]]:
+    role = function_config(client, deployment, lid)["Role"].rsplit("/", 1)[1]
+    return [s for group in role_statements(client, role).values() for s in group]
+
+
+def train_definition(client: Any, deployment: deploy.Deployment) -> dict[str, Any]:
+    described = client("stepfunctions").describe_state_machine(
+        stateMachineArn=deployment.outputs["TrainWorkflowArn"])
+    return json.loads(described["definition"])
+
+
+def tasks(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every Task state, the Map's item processor included: name -> state."""
+    found = {}
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            found[name] = state
+        if state["Type"] == "Map":
+            found.update(tasks(state["ItemProcessor"]["States"]))
+    return found
+
+
+@pytest.mark.parametrize("which", ["default", "public"])
+def test_train_workflow_definition_after_substitution(client, which, request):
+    deployment = request.getfixturevalue(which)
+    arn = deployment.outputs["TrainWorkflowArn"]
+    stack = deployment.stack["StackName"]
+    assert arn == f"arn:aws:states:us-east-1:123456789012:stateMachine:{stack}-train"
+    definition = train_definition(client, deployment)
+    states = definition["States"]
+    assert definition["StartAt"] == "Plan" and set(states) == {"Plan", "CrossValidate", "Finish"}
+    coordinator, worker = deployment.physical["TrainCoordinatorFunction"], deployment.physical["TrainWorkerFunction"]
+    assert deployment.outputs["TrainCoordinatorFunctionName"] == coordinator
+
+    plan = states["Plan"]
+    assert plan["Resource"] == "arn:aws:states:::lambda:invoke" and plan["Next"] == "CrossValidate"
+    assert plan["Parameters"] == {"FunctionName": coordinator,
+                                  "Payload": {"version": 1, "id": "plan", "task": {"plan.$": "$"}}}, \
+        "the coordinator's name (not its ARN), and the input sent as the plan task as is"
+    assert plan["ResultSelector"] == {"plan.$": "$.Payload.outcome.plan"}
+    assert "ResultPath" not in plan, "the state's output is {plan}, which the Map and Finish read"
+
+    fan = states["CrossValidate"]
+    assert fan["Type"] == "Map" and fan["Next"] == "Finish" and fan["ResultPath"] == "$.results"
+    limit = 3 if which == "public" else 10
+    assert fan["MaxConcurrency"] == limit and type(fan["MaxConcurrency"]) is int, \
+        f"MaxConcurrency {fan['MaxConcurrency']!r}: TrainMaxConcurrency substituted as a number"
+    assert fan["ItemReader"] == {
+        "Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"},
+        "Parameters": {"Bucket.$": "$.plan.tasks.bucket", "Key.$": "$.plan.tasks.key"},
+    }, "the task list plan wrote, read as one JSON array"
+    assert "ItemSelector" not in fan, "each item is a complete cv event, sent as is"
+    processor = fan["ItemProcessor"]
+    assert processor["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert processor["StartAt"] == "CvTask"
+    cv = processor["States"]["CvTask"]
+    assert cv["Parameters"] == {"FunctionName": worker, "Payload.$": "$"}
+    assert cv["OutputPath"] == "$.Payload" and cv["End"] is True
+    assert cv["Retry"] == [{"ErrorEquals": TRANSIENT, "IntervalSeconds": 2, "BackoffRate": 2.0, "MaxAttempts": 3}]
+    assert cv["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CvFailed"}], \
+        "a fold that fails for good becomes its item with an error, which finish refuses naming it"
+    assert processor["States"]["CvFailed"] == {"Type": "Pass", "End": True}
+
+    finish = states["Finish"]
+    assert finish["Parameters"] == {"FunctionName": coordinator, "Payload": {
+        "version": 1, "id": "finish", "task": {"finish": {"plan.$": "$.plan", "results.$": "$.results"}}}}
+    assert finish["OutputPath"] == "$.Payload.outcome.finish" and finish["End"] is True
+
+    found = tasks(states)
+    assert set(found) == {"Plan", "CvTask", "Finish"}
+    for name, task in found.items():
+        assert task["Resource"] == "arn:aws:states:::lambda:invoke", name
+        errors = [e for retry in task.get("Retry", []) for e in retry["ErrorEquals"]]
+        assert errors == TRANSIENT, f"{name} retries {errors}: transient errors only, never Refused or States.ALL"
+
+
+def test_train_coordinator_function(client, default):
+    fn = function_config(client, default, "TrainCoordinatorFunction")
+    worker = default.physical["TrainWorkerFunction"]
+    assert fn["Runtime"] == "provided.al2023" and fn["Handler"] == "bootstrap"
+    assert fn["MemorySize"] == 1769 and fn["Timeout"] == 900
+    assert fn["Environment"]["Variables"] == {"TRAIN_WORKER_FUNCTION": worker, "RUST_LOG": "info"}, \
+        "the worker's deployed name, for a refit over shards"
+    groups = client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{fn['FunctionName']}")["logGroups"]
+    assert [g.get("retentionInDays") for g in groups] == [14]
+    # `sam build` and the local runs (run.py, through emulator_names) use the worker's binary.
+    assert deploy.emulator_names(default)[fn["FunctionName"]] == "train-worker"
+    assert deploy.emulator_names(default)[worker] == "train-worker"
+
+
+@pytest.mark.parametrize("which, data, models", [("default", "data", "models"),
+                                                 ("public", "training", "prod-models")])
+def test_train_coordinator_reads_data_writes_the_store_invokes_the_worker_only(client, which, data, models, request):
+    deployment = request.getfixturevalue(which)
+    bucket = deployment.outputs["ModelBucketName"]
+    stmts = function_statements(client, deployment, "TrainCoordinatorFunction")
+    assert sorted(s3_actions(stmts), key=repr) == sorted([
+        ("s3:GetObject", f"arn:aws:s3:::{bucket}/{data}/*", None),
+        ("s3:GetObject", f"arn:aws:s3:::{bucket}/{models}/*", None),
+        ("s3:PutObject", f"arn:aws:s3:::{bucket}/{models}/*", None),
+        ("s3:AbortMultipartUpload", f"arn:aws:s3:::{bucket}/{models}/*", None),
+        ("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"StringLike": {"s3:prefix": [f"{data}/*", f"{models}/*"]}}),
+    ], key=repr)
+    worker_arn = function_config(client, deployment, "TrainWorkerFunction")["FunctionArn"]
+    others = [(a, s["Resource"]) for s in stmts for a in as_list(s["Action"]) if not a.startswith("s3:")]
+    assert others == [("lambda:InvokeFunction", worker_arn)], "nothing but invoking the worker"
+
+
+def test_train_worker_still_reads_staging_only(client, default):
+    bucket = default.outputs["ModelBucketName"]
+    stmts = function_statements(client, default, "TrainWorkerFunction")
+    assert s3_actions(stmts) == [
+        ("s3:GetObject", f"arn:aws:s3:::{bucket}/models/_staging/*", None),
+        ("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"StringLike": {"s3:prefix": ["models/_staging/*"]}}),
+    ]
+    assert {a for s in stmts for a in as_list(s["Action"])} == {"s3:GetObject", "s3:ListBucket"}
+
+
+def test_train_workflow_role(client, default):
+    arn = default.outputs["TrainWorkflowArn"]
+    described = client("stepfunctions").describe_state_machine(stateMachineArn=arn)
+    role = described["roleArn"].rsplit("/", 1)[1]
+    trust = statements(client("iam").get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"])
+    assert [s["Principal"] for s in trust] == [{"Service": "states.amazonaws.com"}]
+    [stmts] = role_statements(client, role).values()
+    by_sid = {s["Sid"]: s for s in stmts}
+    assert set(by_sid) == {"InvokeTrainFunctions", "ReadTaskList", "MapChildren", "MapChildrenState"}
+    coordinator = function_config(client, default, "TrainCoordinatorFunction")["FunctionArn"]
+    worker = function_config(client, default, "TrainWorkerFunction")["FunctionArn"]
+    assert by_sid["InvokeTrainFunctions"]["Action"] == "lambda:InvokeFunction"
+    assert by_sid["InvokeTrainFunctions"]["Resource"] == [coordinator, f"{coordinator}:*", worker, f"{worker}:*"]
+    bucket = default.outputs["ModelBucketName"]
+    assert s3_actions(stmts) == [("s3:GetObject", f"arn:aws:s3:::{bucket}/models/_staging/*", None)], \
+        "the ItemReader reads the task list; the role touches no data and no published model"
+    assert (by_sid["MapChildren"]["Action"], by_sid["MapChildren"]["Resource"]) == ("states:StartExecution", arn)
+    assert sorted(by_sid["MapChildrenState"]["Action"]) == ["states:DescribeExecution", "states:StopExecution"]
+    assert by_sid["MapChildrenState"]["Resource"] == arn.replace(":stateMachine:", ":execution:") + "/*"
+
+
+def failed_assertions(template: dict[str, Any], parameters: dict[str, str]) -> list[str]:
+    """The AssertDescription of every Rules assertion that fails for these parameters (defaults
+    filled in), evaluated as CloudFormation does before creating anything. moto ignores Rules;
+    `sam deploy` sends them to CloudFormation unchanged (checked below)."""
+    values = {k: str(spec.get("Default", "")) for k, spec in template["Parameters"].items()}
+    values.update(parameters)
+
+    def ev(v: Any) -> Any:
+        if isinstance(v, dict) and len(v) == 1:
+            [(key, arg)] = v.items()
+            if key == "Ref":
+                return values[arg]
+            if key == "Fn::Equals":
+                return str(ev(arg[0])) == str(ev(arg[1]))
+            if key == "Fn::Not":
+                return not ev(arg[0])
+            if key == "Fn::And":
+                return all(ev(x) for x in arg)
+            if key == "Fn::Or":
+                return any(ev(x) for x in arg)
+            raise AssertionError(f"rule function {key} not evaluated by this test")
+        return v
+
+    failed = []
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not ev(rule["RuleCondition"]):
+            continue
+        failed += [a["AssertDescription"] for a in rule["Assertions"] if not ev(a["Assert"])]
+    return failed
+
+
+def test_train_data_prefix_never_overlaps_the_model_prefix(default):
+    """A model or staged object under the data prefix would count as training data (and, with
+    RetrainOnNewData, start another run): refused before anything is created. Both prefixes are
+    one key segment, so differing names are disjoint prefixes."""
+    template = deploy.load_template()
+    assert default.translated["Rules"] == template["Rules"], "SAM's translation keeps the Rules"
+    assert failed_assertions(template, {}) == []
+    assert failed_assertions(template, {"TrainDataPrefix": "training", "ModelPrefix": "prod-models"}) == []
+    for params in ({"TrainDataPrefix": "models"}, {"TrainDataPrefix": "x", "ModelPrefix": "x"}):
+        [why] = failed_assertions(template, params)
+        assert "TrainDataPrefix" in why and "ModelPrefix" in why, why
+    pattern = template["Parameters"]["TrainDataPrefix"]["AllowedPattern"]
+    for nested in ("models/data", "data/models", "data/", "/data", ""):
+        assert re.fullmatch(pattern, nested) is None, f"TrainDataPrefix {nested!r} accepted"
+    assert template["Parameters"]["ModelPrefix"]["AllowedPattern"] == pattern
