@@ -18,7 +18,7 @@ use crate::solver::SolverKind;
 use crate::train::{self, Mode, TrainConfig};
 
 /// The default penalty grid: 8 points, alpha = 1/C from 0.01 to 100 (C from 100 to 0.01).
-pub const DEFAULT_ALPHAS: &str = "0.01,0.0373,0.139,0.518,1.93,7.20,26.8,100";
+pub const DEFAULT_ALPHAS: &str = train::defaults::ALPHAS;
 
 /// Train, evaluate and publish L2 logistic-regression classifiers.
 #[derive(Debug, Parser)]
@@ -139,13 +139,13 @@ pub struct DataArgs {
     #[arg(long, env = "TRAINER_TEST_DATA")]
     pub test_data: Option<String>,
     /// Name of the label column.
-    #[arg(long, env = "TRAINER_LABEL", default_value = "label")]
+    #[arg(long, env = "TRAINER_LABEL", default_value = train::defaults::LABEL)]
     pub label: String,
     /// Fraction of rows held out when there is no --test-data.
-    #[arg(long, env = "TRAINER_TEST_FRACTION", default_value_t = 0.2)]
+    #[arg(long, env = "TRAINER_TEST_FRACTION", default_value_t = train::defaults::TEST_FRACTION)]
     pub test_fraction: f64,
     /// Seed of the split and the folds.
-    #[arg(long, env = "TRAINER_SEED", default_value_t = 42)]
+    #[arg(long, env = "TRAINER_SEED", default_value_t = train::defaults::SEED)]
     pub seed: u64,
 }
 
@@ -153,7 +153,7 @@ pub struct DataArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Cross-validation folds (stratified).
-    #[arg(long, env = "TRAINER_FOLDS", default_value_t = 5)]
+    #[arg(long, env = "TRAINER_FOLDS", default_value_t = train::defaults::FOLDS)]
     pub folds: usize,
     /// L2 penalties to cross-validate, comma-separated; alpha = 1/C in scikit-learn's terms.
     /// A single value skips cross-validation.
@@ -163,11 +163,11 @@ pub struct ModelArgs {
     #[arg(long, env = "TRAINER_SOLVER", value_enum, default_value_t = SolverKind::Lbfgs)]
     pub solver: SolverKind,
     /// Iteration limit of each fit.
-    #[arg(long, env = "TRAINER_MAX_ITER", default_value_t = 1000)]
+    #[arg(long, env = "TRAINER_MAX_ITER", default_value_t = train::defaults::MAX_ITER)]
     pub max_iter: u64,
     /// Stop a fit when every component of the mean gradient is at most this in absolute
     /// value (scikit-learn's `tol` for lbfgs).
-    #[arg(long, env = "TRAINER_TOL", default_value_t = 1e-4)]
+    #[arg(long, env = "TRAINER_TOL", default_value_t = train::defaults::TOL)]
     pub tol: f64,
     /// Threads for --mode par [default: all cores].
     #[arg(long, env = "TRAINER_THREADS", value_parser = parse_threads)]
@@ -194,7 +194,7 @@ pub struct FitArgs {
     #[arg(long, env = "TRAINER_STORE", default_value = "artifacts")]
     pub store: String,
     /// Model name (directory under the store root).
-    #[arg(long, env = "TRAINER_NAME", default_value = "digits")]
+    #[arg(long, env = "TRAINER_NAME", default_value = train::defaults::NAME)]
     pub name: String,
     /// Also write the report as JSON to this file.
     #[arg(long, env = "TRAINER_REPORT")]

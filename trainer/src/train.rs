@@ -29,6 +29,32 @@ use crate::solver::{self, Labels, LinearModel, LogisticParams, Rows, SolverKind,
 /// its row chunks.
 pub const PATH_CHAINS: usize = 1;
 
+/// `trainer fit`'s defaults, shared by the command line (`cli`) and the workflow's plan task
+/// (`distributed::workflow`), so both train the same model from the same few inputs.
+pub mod defaults {
+    /// The penalty grid: 8 points, alpha = 1/C from 0.01 to 100 (C from 100 to 0.01).
+    pub const ALPHAS: &str = "0.01,0.0373,0.139,0.518,1.93,7.20,26.8,100";
+    /// Name of the label column.
+    pub const LABEL: &str = "label";
+    /// Fraction of rows held out when there is no holdout file.
+    pub const TEST_FRACTION: f64 = 0.2;
+    /// Seed of the split and the folds.
+    pub const SEED: u64 = 42;
+    /// Cross-validation folds.
+    pub const FOLDS: usize = 5;
+    /// Iteration limit of each fit.
+    pub const MAX_ITER: u64 = 1000;
+    /// Gradient tolerance of each fit.
+    pub const TOL: f64 = 1e-4;
+    /// Model name.
+    pub const NAME: &str = "digits";
+
+    /// [`ALPHAS`] as numbers.
+    pub fn alphas() -> Vec<f64> {
+        ALPHAS.split(',').filter_map(|a| a.parse().ok()).collect()
+    }
+}
+
 /// How the work is scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -5,7 +5,11 @@
 //!   the code a local fit runs), scored on the fold's validation rows;
 //! - *gradient*: the block sums of one shard's rows at the event's parameters
 //!   (`trainer::solver::shard_block_sums`);
-//! - *ping*: nothing (round-trip benchmarks).
+//! - *ping*: nothing (round-trip benchmarks);
+//! - *plan* and *finish*: TrainWorkflow's first and last steps
+//!   (`trainer::distributed::workflow`): prepare and stage the data and write the CV task
+//!   list; gather the CV results, refit (here, or over shards by sending gradient tasks to
+//!   the function named by `TRAIN_WORKER_FUNCTION`) and publish.
 //!
 //! Data comes from the staged objects the event names (`trainer::distributed::stage`); the
 //! bytes must hash to the event's sha256 or the task is refused. Parsed rows stay in memory
@@ -19,12 +23,15 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use storage::{ReadCondition, S3Options, S3Store};
 
 use model::store::Location;
+use trainer::TrainError;
 use trainer::data;
+use trainer::distributed::engine::{Engine, EngineConfig};
 use trainer::distributed::stage::{self, StagedRows};
 use trainer::distributed::task::{
-    self, BlockSums, CvTask, Event, GradientTask, Outcome, PAYLOAD_LIMIT, StagedRef, Task,
-    TaskResult,
+    self, BlockSums, CvTask, Event, FinishTask, GradientTask, Outcome, PAYLOAD_LIMIT, StagedRef,
+    Task, TaskResult, TrainSpec,
 };
+use trainer::distributed::workflow;
 use trainer::solver::{self, Spread};
 use trainer::train::{self, PathParams};
 
@@ -56,10 +63,15 @@ impl WorkerError {
 /// Reads a whole object (S3 in production; a seam for tests).
 pub type ReadObject = Box<dyn Fn(&Location) -> Result<Vec<u8>, model::StoreError> + Send + Sync>;
 
+/// The environment variable naming the function a finishing task sends a sharded refit's
+/// gradient tasks to (the template sets it to the train-worker function).
+pub const WORKER_FUNCTION_ENV: &str = "TRAIN_WORKER_FUNCTION";
+
 /// Reads staged objects (through `read`, S3 in production) and caches what it parsed.
 pub struct Worker {
     read: ReadObject,
     cache: Mutex<Vec<(String, Arc<StagedRows>)>>,
+    worker_function: Option<String>,
 }
 
 impl Default for Worker {
@@ -67,7 +79,11 @@ impl Default for Worker {
     /// on first use; the body is streamed (no whole-object timeout on a large shard).
     fn default() -> Self {
         let client: OnceLock<Result<S3Store, String>> = OnceLock::new();
-        Self::new(Box::new(move |loc| read_s3(&client, loc)))
+        let mut w = Self::new(Box::new(move |loc| read_s3(&client, loc)));
+        w.worker_function = std::env::var(WORKER_FUNCTION_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        w
     }
 }
 
@@ -105,12 +121,34 @@ fn read_s3(
     Ok(buf)
 }
 
+/// TrainWorkflow's plan: prepare, stage, write the CV task list (S3 only).
+fn plan(spec: &TrainSpec) -> Result<task::Plan, WorkerError> {
+    let (bucket, prefix) = workflow::store_root(spec).map_err(|e| classify(&e))?;
+    let store = S3Store::connect(&bucket, &prefix, &S3Options::default())
+        .map_err(|e| classify(&e.into()))?;
+    workflow::plan(spec, &store).map_err(|e| classify(&e))
+}
+
+/// Whether a plan or finish error may go away by itself (S3 unreachable, a local I/O
+/// error: `Failed`, retried) or not (bad input, data that does not fit, a failed CV task:
+/// `Refused`).
+fn classify(e: &TrainError) -> WorkerError {
+    match e {
+        TrainError::Io { .. }
+        | TrainError::Store(model::StoreError::Backend(_) | model::StoreError::Io { .. }) => {
+            WorkerError::Failed(e.to_string())
+        }
+        _ => WorkerError::Refused(e.to_string()),
+    }
+}
+
 impl Worker {
     /// A worker reading objects with `read`.
     pub fn new(read: ReadObject) -> Self {
         Self {
             read,
             cache: Mutex::new(Vec::new()),
+            worker_function: None,
         }
     }
 
@@ -183,7 +221,36 @@ impl Worker {
             Task::Ping {} => Ok((Outcome::Ping {}, false)),
             Task::Cv(t) => self.cv(t),
             Task::Gradient(t) => self.gradient(t),
+            Task::Plan(spec) => Ok((Outcome::Plan(plan(spec)?), true)),
+            Task::Finish(t) => Ok((Outcome::Finish(self.finish(t)?), true)),
         }
+    }
+
+    fn finish(&self, t: &FinishTask) -> Result<task::Published, WorkerError> {
+        let spec = &t.plan.spec;
+        let root = Location::parse(&spec.store)
+            .map_err(|e| WorkerError::Refused(format!("field `store`: {e}")))?;
+        let store = storage::open_store(&root).map_err(|e| classify(&e.into()))?;
+        let engine = if t.plan.shards.is_empty() {
+            None
+        } else {
+            let function = self.worker_function.clone().ok_or_else(|| {
+                WorkerError::Refused(format!(
+                    "a sharded refit sends gradient tasks to the worker function: set {WORKER_FUNCTION_ENV}"
+                ))
+            })?;
+            Some(
+                Engine::connect(EngineConfig {
+                    function,
+                    concurrency: spec.concurrency.unwrap_or(t.plan.shards.len()).max(1),
+                    retries: 3,
+                    task_timeout: std::time::Duration::from_secs(905),
+                    backoff: std::time::Duration::from_millis(200),
+                })
+                .map_err(|e| classify(&e))?,
+            )
+        };
+        workflow::finish(t, store.as_ref(), engine.as_ref()).map_err(|e| classify(&e))
     }
 
     fn cv(&self, t: &CvTask) -> Result<(Outcome, bool), WorkerError> {

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::distributed::stage::Staged;
 use crate::distributed::task::{
-    self, BlockSums, CvTask, Event, GradientTask, Outcome, PAYLOAD_LIMIT, Task, TaskResult,
+    self, BlockSums, Event, GradientTask, Outcome, PAYLOAD_LIMIT, Task, TaskResult,
 };
 use crate::error::TrainError;
 use crate::kernel::ChunkSums;
@@ -432,23 +432,7 @@ impl Distributor for LambdaDistributor<'_> {
         order: &[usize],
         progress: &Progress,
     ) -> Result<Vec<FoldPath>, TrainError> {
-        let events: Vec<Event> = (0..folds)
-            .map(|f| {
-                event(
-                    format!("cv fold {f}"),
-                    Task::Cv(CvTask {
-                        data: self.staged.whole.clone(),
-                        folds,
-                        fold: f,
-                        alphas: self.cfg.alphas.clone(),
-                        order: order.to_vec(),
-                        max_iter: self.cfg.max_iter,
-                        tol: self.cfg.tol,
-                        solver: self.cfg.solver,
-                    }),
-                )
-            })
-            .collect();
+        let events = task::cv_events(&self.staged.whole, self.cfg, folds, order);
         progress.start("cross-validation (lambda tasks)", folds);
         let done = AtomicUsize::new(0);
         let results = self.engine.run(&events, &|| {

@@ -6,6 +6,7 @@
 //!   `<store>/_staging/`, content-addressed, and the worker's reader of them.
 //! - [`engine`]: the coordinator's Lambda client: concurrent `Invoke`s, bounded retries,
 //!   the CV tasks and the data-parallel refit's gradient rounds.
+//! - [`workflow`]: TrainWorkflow's plan and finish steps (issue 20), run by the worker.
 //!
 //! The model is the same bit for bit as `--mode seq`: a CV task runs exactly the local
 //! fold path ([`crate::train::fold_path`]) and a gradient task returns its shard's block
@@ -15,3 +16,4 @@
 pub mod engine;
 pub mod stage;
 pub mod task;
+pub mod workflow;

@@ -176,6 +176,15 @@ pub fn decode(bytes: &[u8], uri: &str, sha256: &str) -> Result<StagedRows, Train
     })
 }
 
+/// The directory (under the store root, with a trailing `/`) of the objects staged for data
+/// whose file hashes to `data_sha256`.
+pub fn staging_dir(data_sha256: &str) -> String {
+    format!(
+        "{STAGING}/{}/",
+        data_sha256.get(..16).unwrap_or(data_sha256)
+    )
+}
+
 /// What was staged for a fit.
 #[derive(Debug, Clone)]
 pub struct Staged {
@@ -210,10 +219,7 @@ pub fn stage(p: &Prepared, store: &storage::S3Store, shards: usize) -> Result<St
     // Names carry 64 and 128 bits of the hashes: short keys (s3s-fs's multipart files are
     // named after them), and the event still carries, and the worker still checks, the
     // full sha256.
-    let dir = format!(
-        "{STAGING}/{}/",
-        p.data_sha256.get(..16).unwrap_or(&p.data_sha256)
-    );
+    let dir = staging_dir(&p.data_sha256);
     let present = store.list(&dir)?;
     let mut staged = Staged {
         whole: StagedRef {

@@ -1,7 +1,7 @@
 //! Task events and results: versioned JSON, the same types on both sides.
 //!
 //! An event is `{"version": 1, "id": "...", "task": {"cv": {...}}}` (or `"gradient"`,
-//! `"ping"`). Unknown fields are refused and a missing one is named in the error
+//! `"ping"`, and TrainWorkflow's `"plan"` and `"finish"`, see [`crate::distributed::workflow`]). Unknown fields are refused and a missing one is named in the error
 //! (serde's "missing field `fold`"); an event of another version is refused before its
 //! shape is looked at. Floats travel as JSON numbers written shortest-round-trip and read
 //! with `float_roundtrip`: the bits arrive unchanged.
@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::solver::SolverKind;
-use crate::train::FoldPath;
+use crate::train::{FoldPath, defaults};
 
 /// The version of [`Event`] and [`TaskResult`] this build speaks.
 pub const TASK_VERSION: u32 = 1;
@@ -67,6 +67,160 @@ pub struct GradientTask {
     pub weights: Vec<f64>,
 }
 
+/// A training run as TrainWorkflow's input gives it: `trainer fit`'s inputs. Only `data`
+/// and `store` are required; every other field has `trainer fit`'s default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// Training data, `s3://bucket/key` (CSV).
+    pub data: String,
+    /// Store root the model is published under, `s3://bucket/prefix`.
+    pub store: String,
+    /// Model name.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Cross-validation folds.
+    #[serde(default = "default_folds")]
+    pub folds: usize,
+    /// Penalty grid (alpha = 1/C); one value skips cross-validation.
+    #[serde(default = "defaults::alphas")]
+    pub alphas: Vec<f64>,
+    /// Seed of the split and the folds.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Data-parallel refit over this many shards; 0 refits in the finishing task.
+    #[serde(default)]
+    pub shards: usize,
+    /// Label column.
+    #[serde(default = "default_label")]
+    pub label: String,
+    /// Holdout file (`s3://`); without it a stratified split of `data` is held out.
+    #[serde(default)]
+    pub test_data: Option<String>,
+    /// Fraction held out when there is no `test_data`.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// Iteration limit per fit.
+    #[serde(default = "default_max_iter")]
+    pub max_iter: u64,
+    /// Gradient tolerance per fit.
+    #[serde(default = "default_tol")]
+    pub tol: f64,
+    /// Solver.
+    #[serde(default = "default_solver")]
+    pub solver: SolverKind,
+    /// Gradient tasks in flight during a sharded refit (default: all shards at once).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+}
+
+fn default_name() -> String {
+    defaults::NAME.to_string()
+}
+fn default_folds() -> usize {
+    defaults::FOLDS
+}
+fn default_seed() -> u64 {
+    defaults::SEED
+}
+fn default_label() -> String {
+    defaults::LABEL.to_string()
+}
+fn default_test_fraction() -> f64 {
+    defaults::TEST_FRACTION
+}
+fn default_max_iter() -> u64 {
+    defaults::MAX_ITER
+}
+fn default_tol() -> f64 {
+    defaults::TOL
+}
+fn default_solver() -> SolverKind {
+    SolverKind::Lbfgs
+}
+
+/// An S3 object by bucket and key (a Step Functions ItemReader's parameters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Object {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+}
+
+/// What the plan task prepared: the finishing task's input, with the CV task list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// The run, every default filled in.
+    pub spec: TrainSpec,
+    /// The CV task list: a JSON array of cv [`Event`]s, one per fold (empty for one alpha).
+    pub tasks: S3Object,
+    /// Folds cross-validated (0 for one alpha).
+    pub folds: usize,
+    /// Training rows.
+    pub n_train: usize,
+    /// SHA-256 of the data file the plan read; the finishing task refuses other bytes.
+    pub data_sha256: String,
+    /// All training rows, staged.
+    pub whole: StagedRef,
+    /// One staged object per shard of the refit (empty without shards).
+    pub shards: Vec<StagedRef>,
+}
+
+/// The finishing task: the plan and the Map's results, one entry per CV task in plan order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishTask {
+    /// The plan task's outcome, as it returned it.
+    pub plan: Plan,
+    /// Each CV task's [`TaskResult`]; `null` or the item with an `error` field where it
+    /// failed (refused, naming the task).
+    pub results: Vec<serde_json::Value>,
+}
+
+/// The metrics a published model is judged by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedMetrics {
+    /// Holdout accuracy.
+    pub accuracy: f64,
+    /// Holdout macro F1.
+    pub macro_f1: f64,
+    /// Mean CV accuracy of the chosen alpha (absent for one alpha).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv_accuracy: Option<f64>,
+    /// Training rows.
+    pub n_train: usize,
+    /// Holdout rows.
+    pub n_test: usize,
+}
+
+/// What the finishing task published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    /// Model name.
+    pub name: String,
+    /// The new version.
+    pub version: String,
+    /// `<store>/<name>/<version>`.
+    pub uri: String,
+    /// The artifact's content id (the same as `trainer fit` gives for the same inputs).
+    pub model_id: String,
+    /// Chosen penalty.
+    pub alpha: f64,
+    /// Holdout and CV metrics.
+    pub metrics: PublishedMetrics,
+    /// SHA-256 of the training data.
+    pub data_sha256: String,
+    /// `coordinator` (refit in the finishing task) or `shards` (gradient rounds).
+    pub refit: String,
+    /// Rounds of gradient tasks of a sharded refit (0 otherwise).
+    pub rounds: usize,
+}
+
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
@@ -77,6 +231,10 @@ pub enum Task {
     Gradient(GradientTask),
     /// Nothing: a round trip (benchmarks, smoke tests).
     Ping {},
+    /// TrainWorkflow's first step: prepare, stage, write the CV task list.
+    Plan(TrainSpec),
+    /// TrainWorkflow's last step: gather CV, select, refit, publish.
+    Finish(FinishTask),
 }
 
 impl Task {
@@ -86,6 +244,8 @@ impl Task {
             Self::Cv(_) => "cv",
             Self::Gradient(_) => "gradient",
             Self::Ping {} => "ping",
+            Self::Plan(_) => "plan",
+            Self::Finish(_) => "finish",
         }
     }
 }
@@ -125,6 +285,10 @@ pub enum Outcome {
     },
     /// Nothing.
     Ping {},
+    /// The plan.
+    Plan(Plan),
+    /// The published model.
+    Finish(Published),
 }
 
 /// An invocation's answer.
@@ -146,6 +310,38 @@ pub struct TaskResult {
     /// The worker process's peak resident memory so far (Linux `VmHWM`), if known.
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
+}
+
+/// The cross-validation of a fit as tasks: one cv event per fold, each running the whole
+/// penalty path in `order` over the staged rows `data` (ids `cv fold F`). `trainer fit
+/// --mode lambda` sends them; TrainWorkflow's plan writes them for its Map.
+pub fn cv_events(
+    data: &StagedRef,
+    cfg: &crate::train::TrainConfig,
+    folds: usize,
+    order: &[usize],
+) -> Vec<Event> {
+    (0..folds)
+        .map(|f| Event {
+            version: TASK_VERSION,
+            id: cv_id(f),
+            task: Task::Cv(CvTask {
+                data: data.clone(),
+                folds,
+                fold: f,
+                alphas: cfg.alphas.clone(),
+                order: order.to_vec(),
+                max_iter: cfg.max_iter,
+                tol: cfg.tol,
+                solver: cfg.solver,
+            }),
+        })
+        .collect()
+}
+
+/// The id of fold `f`'s CV task.
+pub fn cv_id(f: usize) -> String {
+    format!("cv fold {f}")
 }
 
 /// Parse an event: the version first (another version is refused as such), then the
