@@ -1,9 +1,10 @@
-//! Scoring against a real S3 server (s3s-fs on loopback, started here once): multipart
-//! outputs published whole, nothing on failure, redelivery, stale events, the Lambda
-//! handler's record rules. Every scored row is compared with `model::Model::predict`.
+//! Scoring against a real S3 server (s3s-fs on loopback, one per test, stopped when the
+//! test ends): multipart outputs published whole, nothing on failure, redelivery, stale
+//! events, the Lambda handler's record rules. Every scored row is compared with
+//! `model::Model::predict`.
 
 use std::io::Write;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use model::store::{Location, ObjectStore, publish};
 use model::{Artifact, FORMAT_VERSION, Model, Scaler};
@@ -14,9 +15,43 @@ use score::{Format, Job, Scorer, Settings};
 use storage::ReadCondition;
 use storage::testing::{BUCKET, S3Server};
 
-fn server() -> &'static S3Server {
-    static SERVER: OnceLock<S3Server> = OnceLock::new();
-    SERVER.get_or_init(S3Server::start)
+/// A test's own s3s-fs and the model published on it. Owned by the test (not a static,
+/// which is never dropped), so the server is killed when the test ends, pass or fail.
+struct Fixture {
+    server: S3Server,
+    /// The model published on `server`; its MODEL_URI and loaded form.
+    model: LoadedModel,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let server = S3Server::start();
+        publish(&server.store("models"), &artifact()).expect("publish");
+        let model = load_model(&server.uri("models/tiny"), &server.options()).expect("load");
+        Self { server, model }
+    }
+
+    fn scorer(&self, part_size: usize) -> Scorer {
+        let stores = Arc::new(Stores::new(self.server.options()));
+        Scorer::new(
+            Settings {
+                id_columns: vec!["id".into()],
+                ..Settings::default()
+            },
+            2,
+            stores,
+            part_size,
+        )
+        .expect("scorer")
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) {
+        self.server.store("").put(key, bytes).expect("put");
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.server.store("").get(key).ok()
+    }
 }
 
 fn artifact() -> Artifact {
@@ -39,38 +74,6 @@ fn artifact() -> Artifact {
     };
     a.seal();
     a
-}
-
-/// The model published once on the server; its MODEL_URI and loaded form.
-fn model() -> &'static LoadedModel {
-    static MODEL: OnceLock<LoadedModel> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let s = server();
-        publish(&s.store("models"), &artifact()).expect("publish");
-        load_model(&s.uri("models/tiny"), &s.options()).expect("load")
-    })
-}
-
-fn scorer(part_size: usize) -> Scorer {
-    let stores = Arc::new(Stores::new(server().options()));
-    Scorer::new(
-        Settings {
-            id_columns: vec!["id".into()],
-            ..Settings::default()
-        },
-        2,
-        stores,
-        part_size,
-    )
-    .expect("scorer")
-}
-
-fn put(key: &str, bytes: &[u8]) {
-    server().store("").put(key, bytes).expect("put");
-}
-
-fn get(key: &str) -> Option<Vec<u8>> {
-    server().store("").get(key).ok()
 }
 
 fn s3(key: &str) -> Location {
@@ -135,11 +138,13 @@ fn check_output(input: &[u8], output: &[u8], m: &Model) -> usize {
 
 #[test]
 fn a_large_file_is_scored_through_a_multipart_upload_and_matches_the_model() {
-    let m = model();
+    let f = Fixture::new();
+    let m = &f.model;
     let input = csv(120_000);
-    put("in/big.csv", &input);
-    let before = server().requests().len();
-    let outcome = scorer(5 << 20)
+    f.put("in/big.csv", &input);
+    let before = f.server.requests().len();
+    let outcome = f
+        .scorer(5 << 20)
         .run(m, &job("in/big.csv", "out/big.csv"))
         .expect("run");
     let Outcome::Scored(manifest) = outcome else {
@@ -148,17 +153,18 @@ fn a_large_file_is_scored_through_a_multipart_upload_and_matches_the_model() {
     assert_eq!(manifest.rows_refused, 120);
     assert_eq!(manifest.rows_scored, 120_000 - 120);
     assert_eq!(manifest.model.version, m.version);
-    let out = get("out/big.csv.out.csv").expect("output");
+    let out = f.get("out/big.csv.out.csv").expect("output");
     assert!(out.len() > 5 << 20, "output of {} bytes", out.len());
     assert_eq!(check_output(&input, &out, &m.model), 119_880);
-    let errs = String::from_utf8(get("out/big.csv.errors.csv").expect("errors")).expect("utf8");
+    let errs = String::from_utf8(f.get("out/big.csv.errors.csv").expect("errors")).expect("utf8");
     assert_eq!(errs.lines().count(), 121);
     assert!(
         errs.contains("\n1001,b,\"not a number: \"\"x\"\"\"\n"),
         "{errs:.300}"
     );
     let man: serde_json::Value =
-        serde_json::from_slice(&get("out/big.csv.manifest.json").expect("manifest")).expect("json");
+        serde_json::from_slice(&f.get("out/big.csv.manifest.json").expect("manifest"))
+            .expect("json");
     assert_eq!(man["rows_scored"], 119_880);
     assert_eq!(
         man["model"]["model_id"],
@@ -166,7 +172,7 @@ fn a_large_file_is_scored_through_a_multipart_upload_and_matches_the_model() {
     );
     assert_eq!(man["output"], format!("s3://{BUCKET}/out/big.csv.out.csv"));
     assert!(man["input_etag"].is_string());
-    let ops: Vec<String> = server().requests()[before..]
+    let ops: Vec<String> = f.server.requests()[before..]
         .iter()
         .filter(|(op, _, k)| k == "out/big.csv.out.csv" && op != "GetObject")
         .map(|(op, _, _)| op.clone())
@@ -187,22 +193,24 @@ fn a_large_file_is_scored_through_a_multipart_upload_and_matches_the_model() {
     );
 
     // Redelivery: the same object scored again gives the same bytes.
-    scorer(5 << 20)
+    f.scorer(5 << 20)
         .run(m, &job("in/big.csv", "out/big.csv"))
         .expect("again");
-    assert_eq!(get("out/big.csv.out.csv").expect("output"), out);
+    assert_eq!(f.get("out/big.csv.out.csv").expect("output"), out);
 }
 
 #[test]
 fn a_corrupt_gzip_fails_and_publishes_nothing() {
-    let m = model();
+    let f = Fixture::new();
+    let m = &f.model;
     let input = csv(200_000);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&input).expect("gzip");
     let mut gz = gz.finish().expect("gzip");
     // A good gzip first: it scores.
-    put("in/good.csv.gz", &gz);
-    let Outcome::Scored(man) = scorer(5 << 20)
+    f.put("in/good.csv.gz", &gz);
+    let Outcome::Scored(man) = f
+        .scorer(5 << 20)
         .run(m, &job("in/good.csv.gz", "out/good.csv.gz"))
         .expect("good gzip")
     else {
@@ -212,7 +220,7 @@ fn a_corrupt_gzip_fails_and_publishes_nothing() {
     assert_eq!(man.rows_scored, 200_000 - 200);
     check_output(
         &input,
-        &get("out/good.csv.gz.out.csv").expect("output"),
+        &f.get("out/good.csv.gz.out.csv").expect("output"),
         &m.model,
     );
     // Corrupt the stream well past the first part's worth of output.
@@ -220,9 +228,10 @@ fn a_corrupt_gzip_fails_and_publishes_nothing() {
     for b in &mut gz[at..at + 64] {
         *b ^= 0x5a;
     }
-    put("in/bad.csv.gz", &gz);
-    let before = server().requests().len();
-    let err = scorer(5 << 20)
+    f.put("in/bad.csv.gz", &gz);
+    let before = f.server.requests().len();
+    let err = f
+        .scorer(5 << 20)
         .run(m, &job("in/bad.csv.gz", "out/bad.csv.gz"))
         .expect_err("a corrupt gzip must fail");
     let text = err.to_string();
@@ -235,10 +244,10 @@ fn a_corrupt_gzip_fails_and_publishes_nothing() {
         "out/bad.csv.gz.errors.csv",
         "out/bad.csv.gz.manifest.json",
     ] {
-        assert!(get(k).is_none(), "{k} must not exist after a failure");
+        assert!(f.get(k).is_none(), "{k} must not exist after a failure");
     }
-    // (The tests run at once: keep this one's requests.)
-    let ops: Vec<String> = server().requests()[before..]
+    // Only the bad run's requests.
+    let ops: Vec<String> = f.server.requests()[before..]
         .iter()
         .filter(|(_, _, k)| k.starts_with("out/bad.csv.gz"))
         .map(|(op, _, _)| op.clone())
@@ -256,9 +265,11 @@ fn a_corrupt_gzip_fails_and_publishes_nothing() {
 
 #[test]
 fn an_unreadable_file_fails_with_a_clear_error_and_writes_nothing() {
-    let m = model();
-    put("in/nofeature.csv", b"id,a\nr1,1\n");
-    let err = scorer(5 << 20)
+    let f = Fixture::new();
+    let m = &f.model;
+    f.put("in/nofeature.csv", b"id,a\nr1,1\n");
+    let err = f
+        .scorer(5 << 20)
         .run(m, &job("in/nofeature.csv", "out/nofeature.csv"))
         .expect_err("missing column");
     assert!(
@@ -266,14 +277,15 @@ fn an_unreadable_file_fails_with_a_clear_error_and_writes_nothing() {
             .contains("line 1: the header lacks 1 feature column(s): b"),
         "{err}"
     );
-    assert!(get("out/nofeature.csv.out.csv").is_none());
-    assert!(get("out/nofeature.csv.manifest.json").is_none());
+    assert!(f.get("out/nofeature.csv.out.csv").is_none());
+    assert!(f.get("out/nofeature.csv.manifest.json").is_none());
 }
 
 #[test]
 fn json_lines_are_scored_to_json_lines() {
-    let m = model();
-    put(
+    let f = Fixture::new();
+    let m = &f.model;
+    f.put(
         "in/rows.jsonl",
         b"{\"id\": 7, \"a\": 1.5, \"b\": -2}\n{\"id\": \"x\", \"a\": 1}\n",
     );
@@ -286,30 +298,32 @@ fn json_lines_are_scored_to_json_lines() {
         manifest,
         format: None,
     };
-    let Outcome::Scored(man) = scorer(5 << 20).run(m, &job).expect("run") else {
+    let Outcome::Scored(man) = f.scorer(5 << 20).run(m, &job).expect("run") else {
         panic!("not scored")
     };
     assert_eq!((man.rows_scored, man.rows_refused), (1, 1));
-    let out = get("out/rows.jsonl.out.jsonl").expect("output");
+    let out = f.get("out/rows.jsonl.out.jsonl").expect("output");
     let row: serde_json::Value = serde_json::from_slice(&out).expect("json");
     let p = m.model.predict(&[1.5, -2.0]).expect("p");
     assert_eq!(row["id"], 7);
     assert_eq!(row["proba_eel"].as_f64(), Some(p.probabilities[2]));
-    let errs = String::from_utf8(get("out/rows.jsonl.errors.csv").expect("errors")).expect("utf8");
+    let errs =
+        String::from_utf8(f.get("out/rows.jsonl.errors.csv").expect("errors")).expect("utf8");
     assert_eq!(errs, "line,column,reason\n2,b,missing\n");
 }
 
 // (A stale ETag, `If-Match`, is not tested here: s3s-fs 0.14.1 ignores the condition.)
 #[test]
 fn a_deleted_object_is_reported_missing_and_writes_nothing() {
-    let m = model();
+    let f = Fixture::new();
+    let m = &f.model;
     let j = job("in/never-there.csv", "out/never-there.csv");
     assert_eq!(
-        scorer(5 << 20).run(m, &j).expect("missing"),
+        f.scorer(5 << 20).run(m, &j).expect("missing"),
         Outcome::Missing
     );
-    assert!(get("out/never-there.csv.manifest.json").is_none());
-    assert!(get("out/never-there.csv.out.csv").is_none());
+    assert!(f.get("out/never-there.csv.manifest.json").is_none());
+    assert!(f.get("out/never-there.csv.out.csv").is_none());
 }
 
 fn event(records: &[(&str, &str)]) -> S3Event {
@@ -327,16 +341,17 @@ fn event(records: &[(&str, &str)]) -> S3Event {
 
 #[test]
 fn the_handler_scores_records_under_the_prefix_and_ignores_the_rest() {
-    let m = model();
-    put("landing/a b.csv", b"id,a,b\nr1,1,2\n");
-    put("landing/sub/c.csv", b"id,a,b\nr2,3,4\nr3,x,1\n");
-    put("elsewhere/d.csv", b"id,a,b\nr4,1,2\n");
+    let f = Fixture::new();
+    let m = &f.model;
+    f.put("landing/a b.csv", b"id,a,b\nr1,1,2\n");
+    f.put("landing/sub/c.csv", b"id,a,b\nr2,3,4\nr3,x,1\n");
+    f.put("elsewhere/d.csv", b"id,a,b\nr4,1,2\n");
     let handler = Handler::new(
-        scorer(5 << 20),
+        f.scorer(5 << 20),
         Prefixes::new("landing", "scored").expect("prefixes"),
         m.clone(),
         0,
-        server().options(),
+        f.server.options(),
     );
     let res = handler
         .handle(&event(&[
@@ -349,11 +364,11 @@ fn the_handler_scores_records_under_the_prefix_and_ignores_the_rest() {
     let status: Vec<&str> = res.records.iter().map(|r| r.status).collect();
     assert_eq!(status, ["scored", "scored", "ignored", "ignored"]);
     assert_eq!(res.records[1].rows_refused, Some(1));
-    assert!(get("scored/a b.csv.out.csv").is_some());
-    assert!(get("scored/sub/c.csv.manifest.json").is_some());
-    assert!(get("scored/d.csv.out.csv").is_none());
+    assert!(f.get("scored/a b.csv.out.csv").is_some());
+    assert!(f.get("scored/sub/c.csv.manifest.json").is_some());
+    assert!(f.get("scored/d.csv.out.csv").is_none());
     // One bad record fails the invocation (so Lambda retries it), the others still run.
-    put("landing/broken.csv", b"id,a\n");
+    f.put("landing/broken.csv", b"id,a\n");
     let err = handler
         .handle(&event(&[
             ("ObjectCreated:Put", "landing/broken.csv"),
