@@ -49,8 +49,14 @@ impl Fixture {
         self.server.store("").put(key, bytes).expect("put");
     }
 
+    /// The object's bytes; `None` only when the server says it does not exist (any other
+    /// error fails the test, so "must not exist" checks cannot pass on an unreachable server).
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.server.store("").get(key).ok()
+        match self.server.store("").get(key) {
+            Ok(bytes) => Some(bytes),
+            Err(model::StoreError::NotFound(_)) => None,
+            Err(e) => panic!("get {key}: {e}"),
+        }
     }
 }
 
@@ -317,6 +323,12 @@ fn json_lines_are_scored_to_json_lines() {
 fn a_deleted_object_is_reported_missing_and_writes_nothing() {
     let f = Fixture::new();
     let m = &f.model;
+    // The event arrives after the object is gone.
+    f.put("in/never-there.csv", &csv(10));
+    f.server
+        .store("")
+        .delete("in/never-there.csv")
+        .expect("delete");
     let j = job("in/never-there.csv", "out/never-there.csv");
     assert_eq!(
         f.scorer(5 << 20).run(m, &j).expect("missing"),
