@@ -38,6 +38,26 @@ use trainer::train::{self, PathParams};
 /// Parsed objects kept across invocations, at most (oldest dropped first).
 pub const CACHE_ENTRIES: usize = 4;
 
+/// The share of the function's memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`) the cache may
+/// hold, in halves: a load briefly needs the object's bytes beside its parsed rows, and a
+/// task its own working memory, so a cache that filled the function would end it.
+pub const CACHE_MEMORY_HALVES: usize = 1;
+
+/// Bytes the cache may hold in a function of `memory_mb` megabytes (unbounded when unknown:
+/// outside Lambda, only [`CACHE_ENTRIES`] bounds it).
+pub fn cache_budget(memory_mb: Option<usize>) -> usize {
+    memory_mb.map_or(usize::MAX, |mb| {
+        mb.saturating_mul(1 << 20)
+            .saturating_mul(CACHE_MEMORY_HALVES)
+            / 2
+    })
+}
+
+/// Memory the parsed rows take (values and labels).
+fn rows_bytes(rows: &StagedRows) -> usize {
+    rows.x.len() * std::mem::size_of::<f64>() + rows.y.len() * std::mem::size_of::<usize>()
+}
+
 /// Why a task failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -71,6 +91,7 @@ pub const WORKER_FUNCTION_ENV: &str = "TRAIN_WORKER_FUNCTION";
 pub struct Worker {
     read: ReadObject,
     cache: Mutex<Vec<(String, Arc<StagedRows>)>>,
+    cache_budget: usize,
     worker_function: Option<String>,
 }
 
@@ -83,6 +104,11 @@ impl Default for Worker {
         w.worker_function = std::env::var(WORKER_FUNCTION_ENV)
             .ok()
             .filter(|v| !v.trim().is_empty());
+        w.cache_budget = cache_budget(
+            std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
+        );
         w
     }
 }
@@ -148,8 +174,22 @@ impl Worker {
         Self {
             read,
             cache: Mutex::new(Vec::new()),
+            cache_budget: usize::MAX,
             worker_function: None,
         }
+    }
+
+    /// Keep at most `bytes` of parsed rows across invocations (see [`cache_budget`]).
+    #[must_use]
+    pub fn with_cache_budget(mut self, bytes: usize) -> Self {
+        self.cache_budget = bytes;
+        self
+    }
+
+    /// Bytes of parsed rows held in the cache now.
+    pub fn cached_bytes(&self) -> usize {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.iter().map(|(_, r)| rows_bytes(r)).sum()
     }
 
     /// The rows of `r`, from the cache or S3; true when read from S3.
@@ -179,11 +219,19 @@ impl Worker {
                 .map_err(|e| WorkerError::Refused(e.to_string()))?,
         );
         drop(bytes);
+        // Oldest out first, until the new rows fit both bounds; rows larger than the whole
+        // budget are used for this task and not kept.
+        let size = rows_bytes(&rows);
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= CACHE_ENTRIES {
-            cache.remove(0);
+        if size <= self.cache_budget {
+            let mut held: usize = cache.iter().map(|(_, r)| rows_bytes(r)).sum();
+            while !cache.is_empty()
+                && (cache.len() >= CACHE_ENTRIES || held.saturating_add(size) > self.cache_budget)
+            {
+                held -= rows_bytes(&cache.remove(0).1);
+            }
+            cache.push((r.sha256.clone(), Arc::clone(&rows)));
         }
-        cache.push((r.sha256.clone(), Arc::clone(&rows)));
         Ok((rows, true))
     }
 
@@ -331,5 +379,84 @@ impl Worker {
             })
             .collect();
         Ok((Outcome::Gradient { blocks }, loaded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ndarray::Array2;
+
+    use super::*;
+
+    /// Four shard objects of 100 rows x 3 columns each (2,400 bytes of values, 800 of labels).
+    fn objects() -> Vec<(String, Vec<u8>)> {
+        (0..4)
+            .map(|s| {
+                let x = Array2::from_shape_fn((100, 3), |(i, j)| (s * 300 + i * 3 + j) as f64);
+                let y: Vec<usize> = (0..100).map(|i| i % 2).collect();
+                let bytes = stage::encode(x.view(), &y, 2, s * 100, 400);
+                (format!("s3://b/_staging/x/{s}.bin"), bytes)
+            })
+            .collect()
+    }
+
+    fn ping_rows(w: &Worker, uri: &str, bytes: &[u8]) -> bool {
+        let r = StagedRef {
+            uri: uri.into(),
+            sha256: stage::sha256_hex(bytes),
+        };
+        w.rows(&r).expect("rows").1
+    }
+
+    #[test]
+    fn the_cache_holds_what_fits_its_byte_budget_oldest_out_first() {
+        let objs = objects();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let served = objs.clone();
+        let counter = Arc::clone(&reads);
+        let read: ReadObject = Box::new(move |loc| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let uri = loc.to_string();
+            served
+                .iter()
+                .find(|(u, _)| *u == uri)
+                .map(|(_, b)| b.clone())
+                .ok_or(model::StoreError::NotFound(uri))
+        });
+        let one = 100 * 3 * 8 + 100 * std::mem::size_of::<usize>();
+        // Room for two objects' rows, not three.
+        let w = Worker::new(read).with_cache_budget(2 * one + one / 2);
+        for (uri, bytes) in &objs[..3] {
+            assert!(ping_rows(&w, uri, bytes), "{uri} read from S3");
+        }
+        assert_eq!(w.cached_bytes(), 2 * one, "the oldest went to make room");
+        assert!(
+            !ping_rows(&w, &objs[2].0, &objs[2].1),
+            "newest still cached"
+        );
+        assert!(!ping_rows(&w, &objs[1].0, &objs[1].1));
+        assert!(
+            ping_rows(&w, &objs[0].0, &objs[0].1),
+            "the oldest was dropped"
+        );
+        assert_eq!(reads.load(Ordering::Relaxed), 4);
+
+        // Rows larger than the whole budget are used, never kept.
+        let w = Worker::new(Box::new({
+            let objs = objs.clone();
+            move |_| Ok(objs[3].1.clone())
+        }))
+        .with_cache_budget(one - 1);
+        assert!(ping_rows(&w, &objs[3].0, &objs[3].1));
+        assert_eq!(w.cached_bytes(), 0);
+        assert!(ping_rows(&w, &objs[3].0, &objs[3].1), "read again");
+    }
+
+    #[test]
+    fn the_budget_is_half_the_functions_memory() {
+        assert_eq!(cache_budget(Some(1769)), 1769 << 19);
+        assert_eq!(cache_budget(None), usize::MAX);
     }
 }
