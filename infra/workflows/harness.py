@@ -22,6 +22,8 @@ ROOT = HERE.parents[1]
 PROBE_FN = HERE / "probe-fn"
 # The probe function's own target directory, so its build never waits on the workspace's lock.
 PROBE_TARGET = ROOT / "target" / "workflows" / "probe-fn"
+# Where start_moto's server writes its Invoke adapter's URL (in the work directory).
+LAMBDA_ENDPOINT_FILE = "moto.lambda"
 
 
 class HarnessError(Exception):
@@ -102,17 +104,35 @@ def wait_until(started: Started, ready, seconds: float) -> None:
 
 def start_moto(work: Path, lambda_emulator: str | None = None,
                function_map: Path | None = None) -> tuple[Started, str]:
-    """motoserver.py on a free loopback port; returns it and its endpoint URL."""
+    """motoserver.py on a free loopback port; returns it and its endpoint URL. With an Invoke
+    adapter (`lambda_emulator` or `function_map`), `moto_lambda_endpoint(work)` is its URL."""
     port_file = work / "moto.port"
     argv = [sys.executable, str(HERE / "motoserver.py"), "--port-file", str(port_file)]
     if lambda_emulator:
         argv += ["--lambda-emulator", lambda_emulator]
     if function_map:
         argv += ["--function-map", str(function_map)]
+    if lambda_emulator or function_map:
+        argv += ["--lambda-endpoint-file", str(work / LAMBDA_ENDPOINT_FILE)]
     started = start("moto", argv, work / "moto.log")
     wait_until(started, port_file.exists, 60)
     port = int(port_file.read_text().strip())
     return started, f"http://127.0.0.1:{port}"
+
+
+def moto_lambda_endpoint(work: Path) -> str:
+    """The URL of the Invoke adapter of the moto server `start_moto(work, ...)` started: what
+    a function that invokes another function needs as `AWS_ENDPOINT_URL_LAMBDA` (moto's own
+    port would answer its Invoke without running anything; see motoserver.py)."""
+    path = work / LAMBDA_ENDPOINT_FILE
+    try:
+        url = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: no Invoke adapter (start_moto without lambda_emulator or "
+                           "function_map)") from None
+    if not url.startswith("http://"):
+        raise HarnessError(f"{path}: not an http:// URL: {url!r}")
+    return url
 
 
 def build_probe_fn(work: Path) -> None:
@@ -150,7 +170,8 @@ def start_function_emulators(work: Path, endpoint: str, functions: dict[str, dic
     the stack configured it (read back from moto's Lambda), plus `extra_env` (e.g. the S3
     endpoint); then writes `function_map` so motoserver.py routes each deployed name to its own
     emulator. `functions`: deployed name -> {"name": binary, and optional "cwd", "target",
-    "select" as for start_emulator}."""
+    "select" as for start_emulator, "log": its log's name without `.log`, default
+    `watch-<name>`: give one when two functions run the same binary}."""
     import deploy
 
     lam = deploy.clients(endpoint)("lambda")
@@ -162,7 +183,7 @@ def start_function_emulators(work: Path, endpoint: str, functions: dict[str, dic
             env = {**(config.get("Environment") or {}).get("Variables", {}), **(extra_env or {})}
             emulator, url = start_emulator(
                 work, env, cwd=spec.get("cwd", PROBE_FN), target=spec.get("target", PROBE_TARGET),
-                select=spec.get("select"), log_name=f"watch-{spec['name']}")
+                select=spec.get("select"), log_name=spec.get("log", f"watch-{spec['name']}"))
             started.append(emulator)
             routes[deployed] = {"url": url, "name": spec["name"]}
     except BaseException:

@@ -26,8 +26,14 @@ again at each Invoke (the tests write it after deploying), whose entries are eit
 "http://127.0.0.1:PORT", "name": "emulator name"}` (an emulator of that function's own, started
 with that function's environment).
 
+A function that itself invokes another (train-worker's `finish` sending gradient tasks to the
+worker) must be pointed at the adapter too, not at this server's port: moto's own Lambda API
+there answers every Invoke of a function it holds without running it (`Simple Lambda happy
+path OK`, with `use_docker` off). `--lambda-endpoint-file FILE` gets the adapter's URL (written
+before the port file), for such functions' `AWS_ENDPOINT_URL_LAMBDA`.
+
 Usage: python motoserver.py [--host 127.0.0.1] [--port 0] [--port-file FILE] [--lambda-emulator URL]
-  [--function-map FILE]
+  [--function-map FILE] [--lambda-endpoint-file FILE]
 Prints `motoserver: listening on HOST:PORT` once it accepts requests; stops on SIGTERM / SIGINT.
 """
 
@@ -193,12 +199,20 @@ def main() -> int:
     parser.add_argument("--port-file", help="write the port here once listening")
     parser.add_argument("--lambda-emulator", help="cargo lambda watch's URL (http://HOST:PORT)")
     parser.add_argument("--function-map", help='JSON file {"deployed name": "emulator name"}')
+    parser.add_argument("--lambda-endpoint-file",
+                        help="write the Invoke adapter's URL here (with --lambda-emulator or --function-map)")
     args = parser.parse_args()
 
     if args.lambda_emulator or args.function_map:
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = start_adapter(args.host, args.lambda_emulator,
                                                             args.function_map)
     lambda_endpoint = os.environ.get("AWS_ENDPOINT_URL_LAMBDA", "")
+    if args.lambda_endpoint_file:
+        if not (args.lambda_emulator or args.function_map):
+            parser.error("--lambda-endpoint-file needs --lambda-emulator or --function-map (no adapter runs)")
+        with open(args.lambda_endpoint_file + ".tmp", "w", encoding="utf-8") as f:
+            f.write(f"{lambda_endpoint}\n")
+        os.replace(args.lambda_endpoint_file + ".tmp", args.lambda_endpoint_file)
     passthrough = [re.escape(lambda_endpoint.rstrip("/")) + "/.*"] if lambda_endpoint else []
 
     # Imported here so that `--help` works without moto.
