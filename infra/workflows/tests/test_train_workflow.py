@@ -265,3 +265,35 @@ def test_a_cv_task_that_keeps_failing_fails_the_execution_and_publishes_nothing(
     assert described.get("error") == "Refused", described
     assert "cv fold" in described.get("cause", ""), described
     assert published(s3, bucket) == before, "no new version, latest unchanged"
+
+
+def test_a_retried_finish_answers_with_the_version_it_published_and_publishes_nothing(local, work, s3, bucket):
+    """Finish retried after its publish succeeded (its answer lost): the tasks invoked one by
+    one, as the workflow does, through the Invoke adapter; the second finish with the same plan
+    and results finds its version instead of publishing the model again."""
+    import deploy
+
+    lam = deploy.clients(local.lambda_endpoint)("lambda")
+    coordinator = local.deployment.physical["TrainCoordinatorFunction"]
+    worker = local.deployment.physical["TrainWorkerFunction"]
+
+    def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        answer = lam.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        body = json.loads(answer["Payload"].read())
+        assert "FunctionError" not in answer, f"{function}: {body}"
+        return body
+
+    data = upload_rows(work, s3, bucket, "data/digits-finish.csv", drop_last=3)
+    plan = invoke(coordinator, {"version": 1, "id": "plan",
+                                "task": {"plan": json.loads(spec(bucket, data, **SMALL))}})["outcome"]["plan"]
+    items = json.loads(s3.get_object(Bucket=plan["tasks"]["bucket"], Key=plan["tasks"]["key"])["Body"].read())
+    assert [i["id"] for i in items] == ["cv fold 0", "cv fold 1", "cv fold 2"]
+    results = [invoke(worker, item) for item in items]
+    finish = {"version": 1, "id": "finish", "task": {"finish": {"plan": plan, "results": results}}}
+    first = invoke(coordinator, finish)["outcome"]["finish"]
+    assert first["published_now"] is True
+    after_first = published(s3, bucket)
+    second = invoke(coordinator, finish)["outcome"]["finish"]
+    assert second["published_now"] is False, second
+    assert (second["version"], second["model_id"]) == (first["version"], first["model_id"])
+    assert published(s3, bucket) == after_first, "no second version, latest unchanged"

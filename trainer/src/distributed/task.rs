@@ -167,6 +167,10 @@ pub struct Plan {
     pub whole: StagedRef,
     /// One staged object per shard of the refit (empty without shards).
     pub shards: Vec<StagedRef>,
+    /// When the plan ran, as the start of a version name (`YYYYMMDDTHHMMSS.mmmZ`): a
+    /// finishing task retried after its publish finds that version (same model id, named
+    /// after this time) and answers with it instead of publishing again.
+    pub planned_at: String,
 }
 
 /// The finishing task: the plan and the Map's results, one entry per CV task in plan order.
@@ -219,6 +223,9 @@ pub struct Published {
     pub refit: String,
     /// Rounds of gradient tasks of a sharded refit (0 otherwise).
     pub rounds: usize,
+    /// True when this task published the version; false when an earlier attempt of the same
+    /// finishing task had (a retry after a lost answer), and this one found it.
+    pub published_now: bool,
 }
 
 /// What to do.
@@ -234,7 +241,7 @@ pub enum Task {
     /// TrainWorkflow's first step: prepare, stage, write the CV task list.
     Plan(TrainSpec),
     /// TrainWorkflow's last step: gather CV, select, refit, publish.
-    Finish(FinishTask),
+    Finish(Box<FinishTask>),
 }
 
 impl Task {

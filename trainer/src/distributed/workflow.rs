@@ -102,7 +102,11 @@ pub fn plan(spec: &TrainSpec, store: &storage::S3Store) -> Result<Plan, TrainErr
     } else {
         format!("{}/{key}", prefix.trim_end_matches('/'))
     };
+    let planned_at = model::artifact::new_version("")
+        .trim_end_matches('-')
+        .to_string();
     Ok(Plan {
+        planned_at,
         spec: spec.clone(),
         tasks: S3Object { bucket, key },
         folds,
@@ -257,12 +261,18 @@ pub fn finish(
         refit: remote.as_ref().and_then(|d| d.refit()),
     };
     let trained = train::train_distributed(&prep, &cfg, &gathered, &Progress::hidden())?;
-    let published = model::store::publish(store, &trained.artifact)?;
+    let (version, published_now) = match already_published(store, plan, &trained.artifact)? {
+        Some(version) => (version, false),
+        None => (
+            model::store::publish(store, &trained.artifact)?.version,
+            true,
+        ),
+    };
     let root = Location::parse(&plan.spec.store)?;
     let uri = ModelUri {
         root,
-        name: published.name.clone(),
-        version: Some(published.version.clone()),
+        name: cfg.name.clone(),
+        version: Some(version.clone()),
     }
     .to_string();
     let cv_accuracy = trained
@@ -271,8 +281,8 @@ pub fn finish(
         .find(|c| c.alpha == trained.alpha)
         .map(|c| c.mean);
     Ok(Published {
-        name: published.name,
-        version: published.version,
+        name: cfg.name.clone(),
+        version,
         uri,
         model_id: trained.artifact.model_id.clone(),
         alpha: trained.alpha,
@@ -290,7 +300,25 @@ pub fn finish(
             "shards".into()
         },
         rounds: engine.map_or(0, |e| e.stats().rounds),
+        published_now,
     })
+}
+
+/// The version an earlier attempt of this finishing task published, if `latest` names one:
+/// the same model id, in a version named after the plan ran. (Another run on the same inputs
+/// that published in the meantime published the same model; answering with it is right too.)
+fn already_published(
+    store: &dyn ObjectStore,
+    plan: &Plan,
+    artifact: &model::Artifact,
+) -> Result<Option<String>, TrainError> {
+    match model::store::read_latest(store, &artifact.name) {
+        Ok(latest) => Ok((latest.model_id == artifact.model_id
+            && latest.version.as_str() >= plan.planned_at.as_str())
+        .then_some(latest.version)),
+        Err(model::StoreError::NotFound(_) | model::StoreError::NoSuchModel { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -325,6 +353,7 @@ mod tests {
             data_sha256: "ab".into(),
             whole: staged,
             shards: Vec::new(),
+            planned_at: "20261201T000000.000Z".into(),
         }
     }
 
