@@ -355,13 +355,29 @@ pub fn cv_id(f: usize) -> String {
 /// whole shape (unknown fields refused, a missing field named).
 pub fn parse_event(bytes: &[u8]) -> Result<Event, String> {
     check_version(bytes, "event")?;
-    serde_json::from_slice(bytes).map_err(|e| format!("bad event: {e}"))
+    parse_at_path(bytes, "event")
 }
 
 /// Parse a result, as [`parse_event`] does an event.
 pub fn parse_result(bytes: &[u8]) -> Result<TaskResult, String> {
     check_version(bytes, "result")?;
-    serde_json::from_slice(bytes).map_err(|e| format!("bad result: {e}"))
+    parse_at_path(bytes, "result")
+}
+
+/// Deserialise, naming the field an error is at (`task.plan.alphas: invalid type: ...`):
+/// a workflow's input reaches the worker inside its event, and the user needs the field.
+fn parse_at_path<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            format!("bad {what}: {}", e.inner())
+        } else {
+            format!("bad {what}: field `{path}`: {}", e.inner())
+        }
+    })?;
+    de.end().map_err(|e| format!("bad {what}: {e}"))?;
+    Ok(value)
 }
 
 fn check_version(bytes: &[u8], what: &str) -> Result<(), String> {
@@ -425,5 +441,14 @@ mod tests {
             .expect_err("extra");
         assert!(err.contains("unknown field `extra`"), "{err}");
         assert!(parse_event(br#"{"version":1,"id":"x","task":{"ping":{}}}"#).is_ok());
+        // A workflow's input arrives inside the event: the error names its field.
+        let err = parse_event(
+            br#"{"version":1,"id":"plan","task":{"plan":{"data":"s3://b/d.csv","store":"s3://b/m","alphas":"0.1,1"}}}"#,
+        )
+        .expect_err("alphas as a string");
+        assert!(
+            err.contains("field `task.plan.alphas`") && err.contains("invalid type"),
+            "{err}"
+        );
     }
 }

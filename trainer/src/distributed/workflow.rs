@@ -59,11 +59,31 @@ pub fn config(spec: &TrainSpec) -> Result<TrainConfig, TrainError> {
         tol: spec.tol,
         name: spec.name.clone(),
     };
-    cfg.check()?;
+    cfg.check().map_err(as_field)?;
     if spec.concurrency == Some(0) {
         return Err(TrainError::param("concurrency", "must be at least 1"));
     }
     Ok(cfg)
+}
+
+/// A parameter error named by the workflow input's field (`folds`), not `trainer fit`'s
+/// flag (`--folds`), which is what the checks shared with the command line say.
+fn as_field(e: TrainError) -> TrainError {
+    match e {
+        TrainError::Param { name, message } => TrainError::Param {
+            name: match name {
+                "--alphas" => "alphas",
+                "--folds" => "folds",
+                "--test-fraction" => "test_fraction",
+                "--tol" => "tol",
+                "--max-iter" => "max_iter",
+                "--name" => "name",
+                other => other,
+            },
+            message,
+        },
+        other => other,
+    }
 }
 
 /// `spec.store` as an S3 location (bucket, prefix).
@@ -83,7 +103,7 @@ pub fn store_root(spec: &TrainSpec) -> Result<(String, String), TrainError> {
 /// Prepare, stage and write the CV task list into `store` (the S3 store at `spec.store`).
 pub fn plan(spec: &TrainSpec, store: &storage::S3Store) -> Result<Plan, TrainError> {
     let cfg = config(spec)?;
-    let prep = train::prepare(&cfg)?;
+    let prep = train::prepare(&cfg).map_err(as_field)?;
     let staged = stage::stage(&prep, store, spec.shards)?;
     let folds = prep.folds.len();
     let order = train::path_order(&cfg.alphas);
@@ -211,7 +231,7 @@ pub fn finish(
     let plan = &t.plan;
     let paths = gather(plan, &t.results)?;
     let cfg = config(&plan.spec)?;
-    let prep = train::prepare(&cfg)?;
+    let prep = train::prepare(&cfg).map_err(as_field)?;
     if prep.data_sha256 != plan.data_sha256 {
         return Err(TrainError::data(
             &cfg.data,
@@ -400,12 +420,8 @@ mod tests {
         assert!(e.contains("store"), "{e}");
         let mut bad = spec();
         bad.folds = 1;
-        assert!(
-            config(&bad)
-                .expect_err("1 fold")
-                .to_string()
-                .contains("--folds")
-        );
+        let e = config(&bad).expect_err("1 fold").to_string();
+        assert!(e.starts_with("invalid parameter folds:"), "{e}");
     }
 
     #[test]
