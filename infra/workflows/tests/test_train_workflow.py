@@ -270,7 +270,9 @@ def test_a_cv_task_that_keeps_failing_fails_the_execution_and_publishes_nothing(
 def test_a_retried_finish_answers_with_the_version_it_published_and_publishes_nothing(local, work, s3, bucket):
     """Finish retried after its publish succeeded (its answer lost): the tasks invoked one by
     one, as the workflow does, through the Invoke adapter; the second finish with the same plan
-    and results finds its version instead of publishing the model again."""
+    and results finds its version instead of publishing the model again; a third, after `latest`
+    is put back as if the first had died between writing its version and `latest`, completes
+    the publish."""
     import deploy
 
     lam = deploy.clients(local.lambda_endpoint)("lambda")
@@ -284,6 +286,7 @@ def test_a_retried_finish_answers_with_the_version_it_published_and_publishes_no
         return body
 
     data = upload_rows(work, s3, bucket, "data/digits-finish.csv", drop_last=3)
+    latest_before = published(s3, bucket)[1]  # None when this test runs alone
     plan = invoke(coordinator, {"version": 1, "id": "plan",
                                 "task": {"plan": json.loads(spec(bucket, data, **SMALL))}})["outcome"]["plan"]
     items = json.loads(s3.get_object(Bucket=plan["tasks"]["bucket"], Key=plan["tasks"]["key"])["Body"].read())
@@ -297,3 +300,16 @@ def test_a_retried_finish_answers_with_the_version_it_published_and_publishes_no
     assert second["published_now"] is False, second
     assert (second["version"], second["model_id"]) == (first["version"], first["model_id"])
     assert published(s3, bucket) == after_first, "no second version, latest unchanged"
+
+    # The first attempt wrote its version but not `latest` (the pointer as it was before): a
+    # retry finds the version and completes the publish, still without a second version.
+    if latest_before is None:
+        s3.delete_object(Bucket=bucket, Key=f"models/{NAME}/latest")
+    else:
+        s3.put_object(Bucket=bucket, Key=f"models/{NAME}/latest", Body=latest_before)
+    third = invoke(coordinator, finish)["outcome"]["finish"]
+    assert third["published_now"] is False, third
+    assert third["version"] == first["version"]
+    keys, latest = published(s3, bucket)
+    assert keys == after_first[0], "no second version"
+    assert latest is not None and json.loads(latest)["version"] == first["version"], "latest completed"

@@ -324,21 +324,43 @@ pub fn finish(
     })
 }
 
-/// The version an earlier attempt of this finishing task published, if `latest` names one:
-/// the same model id, in a version named after the plan ran. (Another run on the same inputs
-/// that published in the meantime published the same model; answering with it is right too.)
+/// The version an earlier attempt of this finishing task published, if there is one: a
+/// version of this model id named after the plan ran. (Another run on the same inputs that
+/// published in the meantime published the same model; answering with it is right too.) If
+/// that attempt wrote the version but not `latest`, `latest` is moved to it now, completing the
+/// publish, unless it already names a newer version.
 fn already_published(
     store: &dyn ObjectStore,
     plan: &Plan,
     artifact: &model::Artifact,
 ) -> Result<Option<String>, TrainError> {
-    match model::store::read_latest(store, &artifact.name) {
-        Ok(latest) => Ok((latest.model_id == artifact.model_id
-            && latest.version.as_str() >= plan.planned_at.as_str())
-        .then_some(latest.version)),
-        Err(model::StoreError::NotFound(_) | model::StoreError::NoSuchModel { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
+    let name = &artifact.name;
+    let catalog = match model::store::catalog(store, name) {
+        Ok(c) => c,
+        Err(model::StoreError::NoSuchModel { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let short = artifact.model_id.get(..12).unwrap_or(&artifact.model_id);
+    let suffix = format!("-{short}");
+    let Some(mine) = catalog
+        .versions
+        .iter()
+        .rev()
+        .find(|v| v.as_str() >= plan.planned_at.as_str() && v.ends_with(&suffix))
+    else {
+        return Ok(None);
+    };
+    match model::store::verify_version(store, name, mine) {
+        Ok((model, _)) if model.artifact().model_id == artifact.model_id => {}
+        // Another model whose id shares 12 hex digits, or an unreadable one: not ours.
+        Ok(_) | Err(model::StoreError::Unverified { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
     }
+    let newer_or_same = catalog.latest.version().is_some_and(|v| v >= mine.as_str());
+    if !newer_or_same {
+        model::store::promote(store, name, mine)?;
+    }
+    Ok(Some(mine.clone()))
 }
 
 #[cfg(test)]
