@@ -252,8 +252,8 @@ impl S3Store {
         &self.bucket
     }
 
-    /// The full object key of store key `key`.
-    pub(crate) fn object_key(&self, key: &str) -> String {
+    /// The full object key of store key `key` (the prefix, then the key).
+    pub fn object_key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_string()
         } else {

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use model::store::{Location, ModelUri};
 
 use crate::data::{self, GenerateSpec};
-use crate::distributed::engine::{Engine, EngineConfig, LambdaDistributor};
+use crate::distributed::engine::{self, Engine, EngineConfig, LambdaDistributor};
 use crate::distributed::stage;
 use crate::error::TrainError;
 use crate::progress::Progress;
@@ -160,7 +160,7 @@ pub struct ModelArgs {
     #[arg(long, env = "TRAINER_ALPHAS", value_delimiter = ',', default_value = DEFAULT_ALPHAS, value_parser = parse_alpha)]
     pub alphas: Vec<f64>,
     /// Optimiser: lbfgs (ours, fused objective) or linfa (linfa-logistic, the reference).
-    #[arg(long, env = "TRAINER_SOLVER", value_enum, default_value_t = SolverKind::Lbfgs)]
+    #[arg(long, env = "TRAINER_SOLVER", value_enum, default_value_t = train::defaults::SOLVER)]
     pub solver: SolverKind,
     /// Iteration limit of each fit.
     #[arg(long, env = "TRAINER_MAX_ITER", default_value_t = train::defaults::MAX_ITER)]
@@ -215,10 +215,10 @@ pub struct LambdaArgs {
     #[arg(long, env = "TRAINER_SHARDS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub shards: u32,
     /// Retries of a failed task before the fit stops (--mode lambda).
-    #[arg(long, env = "TRAINER_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
+    #[arg(long, env = "TRAINER_RETRIES", default_value_t = engine::DEFAULT_RETRIES, value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: u32,
     /// Seconds allowed for one invocation (Lambda's own limit is 900) (--mode lambda).
-    #[arg(long, env = "TRAINER_TASK_TIMEOUT", default_value_t = 905, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "TRAINER_TASK_TIMEOUT", default_value_t = engine::DEFAULT_TASK_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub task_timeout: u64,
 }
 
@@ -499,7 +499,7 @@ pub fn ping(a: &PingArgs) -> Result<serde_json::Value, TrainError> {
         concurrency: 1,
         retries: a.lambda.retries,
         task_timeout: std::time::Duration::from_secs(a.lambda.task_timeout),
-        backoff: std::time::Duration::from_millis(200),
+        backoff: engine::FIRST_BACKOFF,
     })?;
     let mut ms = Vec::with_capacity(a.count as usize);
     for i in 0..a.count {
@@ -551,7 +551,7 @@ fn lambda_engine(l: &LambdaArgs, root: &Location) -> Result<Engine, TrainError> 
         concurrency: l.concurrency as usize,
         retries: l.retries,
         task_timeout: std::time::Duration::from_secs(l.task_timeout),
-        backoff: std::time::Duration::from_millis(200),
+        backoff: engine::FIRST_BACKOFF,
     })
 }
 

@@ -48,6 +48,8 @@ pub mod defaults {
     pub const TOL: f64 = 1e-4;
     /// Model name.
     pub const NAME: &str = "digits";
+    /// Solver.
+    pub const SOLVER: super::SolverKind = super::SolverKind::Lbfgs;
 
     /// [`ALPHAS`] as numbers.
     pub fn alphas() -> Vec<f64> {
@@ -756,6 +758,11 @@ fn train_with(
     })
 }
 
+/// The mean CV accuracy of the chosen `alpha` (none without cross-validation).
+pub fn chosen_cv_mean(cv: &[CvScore], alpha: f64) -> Option<f64> {
+    cv.iter().find(|c| c.alpha == alpha).map(|c| c.mean)
+}
+
 fn build_artifact(
     p: &Prepared,
     cfg: &TrainConfig,
@@ -791,7 +798,7 @@ fn build_artifact(
             "cv_scores".into(),
             serde_json::to_value(cv).unwrap_or(Value::Null),
         );
-        let best = cv.iter().find(|c| c.alpha == alpha).map_or(0.0, |c| c.mean);
+        let best = chosen_cv_mean(cv, alpha).unwrap_or(0.0);
         metrics.insert("cv_accuracy".into(), json!(best));
     }
     Artifact {

@@ -25,7 +25,7 @@ use storage::{ReadCondition, S3Options, S3Store};
 use model::store::Location;
 use trainer::TrainError;
 use trainer::data;
-use trainer::distributed::engine::{Engine, EngineConfig};
+use trainer::distributed::engine::{self, Engine, EngineConfig};
 use trainer::distributed::stage::{self, StagedRows};
 use trainer::distributed::task::{
     self, BlockSums, CvTask, Event, FinishTask, GradientTask, Outcome, PAYLOAD_LIMIT, StagedRef,
@@ -38,19 +38,11 @@ use trainer::train::{self, PathParams};
 /// Parsed objects kept across invocations, at most (oldest dropped first).
 pub const CACHE_ENTRIES: usize = 4;
 
-/// The share of the function's memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`) the cache may
-/// hold, in halves: a load briefly needs the object's bytes beside its parsed rows, and a
-/// task its own working memory, so a cache that filled the function would end it.
-pub const CACHE_MEMORY_HALVES: usize = 1;
-
-/// Bytes the cache may hold in a function of `memory_mb` megabytes (unbounded when unknown:
-/// outside Lambda, only [`CACHE_ENTRIES`] bounds it).
+/// Bytes the cache may hold in a function of `memory_mb` megabytes: half of it, since a load
+/// briefly needs the object's bytes beside its parsed rows and a task its own working memory
+/// (unbounded when unknown: outside Lambda, only [`CACHE_ENTRIES`] bounds it).
 pub fn cache_budget(memory_mb: Option<usize>) -> usize {
-    memory_mb.map_or(usize::MAX, |mb| {
-        mb.saturating_mul(1 << 20)
-            .saturating_mul(CACHE_MEMORY_HALVES)
-            / 2
-    })
+    memory_mb.map_or(usize::MAX, |mb| mb.saturating_mul(1 << 20) / 2)
 }
 
 /// Memory the parsed rows take (values and labels).
@@ -291,9 +283,9 @@ impl Worker {
                 Engine::connect(EngineConfig {
                     function,
                     concurrency: spec.concurrency.unwrap_or(t.plan.shards.len()).max(1),
-                    retries: 3,
-                    task_timeout: std::time::Duration::from_secs(905),
-                    backoff: std::time::Duration::from_millis(200),
+                    retries: engine::DEFAULT_RETRIES,
+                    task_timeout: std::time::Duration::from_secs(engine::DEFAULT_TASK_TIMEOUT_SECS),
+                    backoff: engine::FIRST_BACKOFF,
                 })
                 .map_err(|e| classify(&e))?,
             )

@@ -35,6 +35,14 @@ use crate::train::{Distributor, FoldPath, TrainConfig};
 /// The worker's error type for a task that must not be retried.
 pub const REFUSED: &str = "Refused";
 
+/// Retries of a failed task by default (`--retries`, and TrainWorkflow's finishing task).
+pub const DEFAULT_RETRIES: u32 = 3;
+/// Seconds allowed for one invocation by default (`--task-timeout`): Lambda's own limit of
+/// 900 s, and a little for the round trip.
+pub const DEFAULT_TASK_TIMEOUT_SECS: u64 = 905;
+/// The first backoff before a retry (doubled after each retry of the same task, at most 5 s).
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
 /// Settings of the Lambda engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {

@@ -136,7 +136,7 @@ fn default_tol() -> f64 {
     defaults::TOL
 }
 fn default_solver() -> SolverKind {
-    SolverKind::Lbfgs
+    defaults::SOLVER
 }
 
 /// An S3 object by bucket and key (a Step Functions ItemReader's parameters).

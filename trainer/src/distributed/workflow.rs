@@ -13,8 +13,6 @@
 //! lambda` runs, with a [`Distributor`] that hands it the gathered CV results: the same
 //! data, grid and seed give the model `trainer fit` gives in any mode, bit for bit.
 
-use std::sync::Mutex;
-
 use model::store::{Location, ModelUri, ObjectStore};
 
 use crate::distributed::engine::{Engine, LambdaDistributor};
@@ -116,19 +114,16 @@ pub fn plan(spec: &TrainSpec, store: &storage::S3Store) -> Result<Plan, TrainErr
         sha.get(..32).unwrap_or(&sha)
     );
     store.put(&key, &bytes)?;
-    let (bucket, prefix) = store_root(spec)?;
-    let key = if prefix.is_empty() {
-        key
-    } else {
-        format!("{}/{key}", prefix.trim_end_matches('/'))
-    };
     let planned_at = model::artifact::new_version("")
         .trim_end_matches('-')
         .to_string();
     Ok(Plan {
         planned_at,
         spec: spec.clone(),
-        tasks: S3Object { bucket, key },
+        tasks: S3Object {
+            bucket: store.bucket().to_string(),
+            key: store.object_key(&key),
+        },
         folds,
         n_train: prep.n_train,
         data_sha256: prep.data_sha256,
@@ -187,32 +182,21 @@ pub fn gather(plan: &Plan, results: &[serde_json::Value]) -> Result<Vec<FoldPath
     Ok(paths)
 }
 
-/// Hands `train_distributed` the gathered CV results, and the refit to `refit` (or none).
+/// Hands `train_distributed` the gathered CV results (it checks their count against the
+/// folds), and the refit to `refit` (or none).
 struct Gathered<'a> {
-    paths: Mutex<Option<Vec<FoldPath>>>,
+    paths: Vec<FoldPath>,
     refit: Option<&'a dyn BlockEval>,
 }
 
 impl Distributor for Gathered<'_> {
     fn cv(
         &self,
-        folds: usize,
+        _folds: usize,
         _order: &[usize],
         _progress: &Progress,
     ) -> Result<Vec<FoldPath>, TrainError> {
-        let paths = self
-            .paths
-            .lock()
-            .map_err(|_| TrainError::Solver("CV results lock poisoned".into()))?
-            .take()
-            .ok_or_else(|| TrainError::Solver("CV results asked for twice".into()))?;
-        if paths.len() != folds {
-            return Err(TrainError::Solver(format!(
-                "{} CV results for {folds} folds: the data no longer splits as planned",
-                paths.len()
-            )));
-        }
-        Ok(paths)
+        Ok(self.paths.clone())
     }
 
     fn refit(&self) -> Option<&dyn BlockEval> {
@@ -277,7 +261,7 @@ pub fn finish(
         }
     };
     let gathered = Gathered {
-        paths: Mutex::new(Some(paths)),
+        paths,
         refit: remote.as_ref().and_then(|d| d.refit()),
     };
     let trained = train::train_distributed(&prep, &cfg, &gathered, &Progress::hidden())?;
@@ -295,11 +279,6 @@ pub fn finish(
         version: Some(version.clone()),
     }
     .to_string();
-    let cv_accuracy = trained
-        .cv
-        .iter()
-        .find(|c| c.alpha == trained.alpha)
-        .map(|c| c.mean);
     Ok(Published {
         name: cfg.name.clone(),
         version,
@@ -309,7 +288,7 @@ pub fn finish(
         metrics: PublishedMetrics {
             accuracy: trained.eval.accuracy,
             macro_f1: trained.eval.macro_f1,
-            cv_accuracy,
+            cv_accuracy: train::chosen_cv_mean(&trained.cv, trained.alpha),
             n_train: prep.n_train,
             n_test: prep.n_test(),
         },
